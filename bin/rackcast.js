@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+// Launcher for the rackcast CLI. The CLI is TypeScript run through Node 24's type stripping; the
+// project pins Node 24 through the npm package `node`. When this file is started by an older Node
+// (e.g. a distribution's Node 20 on PATH), re-run it on the pinned binary.
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 24) {
+  const require = createRequire(import.meta.url);
+  let pinned;
+  try {
+    pinned = require.resolve('node/bin/node');
+  } catch {
+    process.stderr.write(`rackcast: needs Node.js 24 (found ${process.version}); run npm ci first\n`);
+    process.exit(1);
+  }
+  const self = fileURLToPath(import.meta.url);
+  const r = spawnSync(pinned, [self, ...process.argv.slice(2)], { stdio: 'inherit' });
+  if (r.signal) process.kill(process.pid, r.signal);
+  process.exit(r.status ?? 1);
+} else {
+  const { main } = await import('../appliance/cli/main.ts');
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,129 @@
+// Worker thread for chunk work: hashing, zstd, and chunk file I/O, so the main thread only reads
+// the source and writes the target. One job at a time per worker; buffers move by transfer.
+//
+// Jobs (see worker-pool.ts):
+//   store  raw block → hole? else SHA-256, and if the store lacks it: compress, temp file, rename
+//   load   chunk file → decompress into a block buffer → hash must equal → block returned
+//   check  like load, without returning the data (verify)
+//   put    a frame from outside (import) → decompress → hash must equal → stored if missing
+import { parentPort, workerData, threadId } from 'node:worker_threads';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ZstdCodec, compressBound } from './zstd.ts';
+import { isRackcastError } from '../errors.ts';
+import { chunkPath } from './chunk-path.ts';
+
+export interface WorkerInit { root: string; level: number }
+export type Job =
+  | { op: 'store'; buf: ArrayBuffer; length: number }
+  | { op: 'load'; hash: string; length: number; buf: ArrayBuffer; image: string }
+  | { op: 'check'; hash: string; length: number; image: string }
+  | { op: 'put'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string };
+export type Reply =
+  | { ok: true; hole?: boolean; hash?: string; stored?: number; existed?: boolean; buf?: ArrayBuffer }
+  | { ok: false; code: string; message: string; fields: Record<string, unknown>; buf?: ArrayBuffer };
+
+const init = workerData as WorkerInit;
+const codec = new ZstdCodec(init.level);
+const madeDirs = new Set<string>();
+let scratch = Buffer.allocUnsafe(0);
+let checkBuf = Buffer.allocUnsafe(0);
+
+function isZero(b: Buffer): boolean {
+  // Compare 8 bytes at a time through a BigUint64Array view when aligned; fall back to bytes.
+  if (b.byteOffset % 8 === 0 && b.length % 8 === 0) {
+    const w = new BigUint64Array(b.buffer, b.byteOffset, b.length / 8);
+    for (let i = 0; i < w.length; i++) if (w[i] !== 0n) return false;
+    return true;
+  }
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+function store(buf: ArrayBuffer, length: number): Reply {
+  const b = Buffer.from(buf, 0, length);
+  if (isZero(b)) return { ok: true, hole: true, buf };
+  const hash = createHash('sha256').update(b).digest('hex');
+  const path = chunkPath(init.root, hash);
+  if (existsSync(path)) {
+    // Reused chunk: refresh its mtime so a gc running right now keeps it (gc's grace period).
+    const now = new Date();
+    utimesSync(path, now, now);
+    return { ok: true, hash, existed: true, stored: statSync(path).size, buf };
+  }
+  const bound = compressBound(length);
+  if (scratch.length < bound) scratch = Buffer.allocUnsafe(bound);
+  const n = codec.compressInto(scratch, b);
+  writeChunk(hash, scratch.subarray(0, n));
+  return { ok: true, hash, stored: n, existed: false, buf };
+}
+
+function verifyFrame(hash: string, frame: Buffer, out: Buffer, image: string): void {
+  const what = { chunk: hash, image };
+  codec.decompressInto(out, frame, what);
+  const got = createHash('sha256').update(out).digest('hex');
+  if (got !== hash) {
+    throw Object.assign(new Error(`chunk ${hash} of image ${image} is corrupt (content hashes to ${got.slice(0, 16)}…)`), { code: 'RC_ERR_CHUNK_CORRUPT', fields: what });
+  }
+}
+
+function writeChunk(hash: string, frame: Uint8Array): void {
+  const path = chunkPath(init.root, hash);
+  const dir = path.slice(0, path.lastIndexOf('/'));
+  if (!madeDirs.has(dir)) { mkdirSync(dir, { recursive: true }); madeDirs.add(dir); }
+  // Temp file + rename: a reader never sees a half-written chunk, and two writers of the same
+  // content both end with one complete file.
+  const tmp = join(init.root, 'tmp', `chunk-${hash.slice(0, 16)}-${threadId}-${randomBytes(4).toString('hex')}`);
+  writeFileSync(tmp, frame);
+  renameSync(tmp, path);
+}
+
+function load(hash: string, length: number, out: Buffer, image: string): void {
+  const what = { chunk: hash, image };
+  let frame: Buffer;
+  try {
+    frame = readFileSync(chunkPath(init.root, hash));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw Object.assign(new Error(`chunk ${hash} of image ${image} is missing from the store`), { code: 'RC_ERR_CHUNK_MISSING', fields: what });
+    }
+    throw e;
+  }
+  verifyFrame(hash, frame, out, image);
+}
+
+function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
+  const give = (buf?: ArrayBuffer): ArrayBuffer[] => (buf ? [buf] : []);
+  try {
+    if (job.op === 'store') {
+      const reply = store(job.buf, job.length);
+      return { reply, transfer: give(job.buf) };
+    }
+    if (job.op === 'load') {
+      load(job.hash, job.length, Buffer.from(job.buf, 0, job.length), job.image);
+      return { reply: { ok: true, hash: job.hash, buf: job.buf }, transfer: [job.buf] };
+    }
+    if (checkBuf.length < job.length) checkBuf = Buffer.allocUnsafe(job.length);
+    if (job.op === 'put') {
+      const frame = Buffer.from(job.frame, 0, job.frameLength);
+      verifyFrame(job.hash, frame, checkBuf.subarray(0, job.length), job.image);
+      const existed = existsSync(chunkPath(init.root, job.hash));
+      if (!existed) writeChunk(job.hash, frame);
+      return { reply: { ok: true, hash: job.hash, existed, stored: job.frameLength }, transfer: [] };
+    }
+    load(job.hash, job.length, checkBuf.subarray(0, job.length), job.image);
+    return { reply: { ok: true, hash: job.hash }, transfer: [] };
+  } catch (e) {
+    const err = e as Error & { code?: string; fields?: Record<string, unknown> };
+    const code = isRackcastError(err) ? err.code : (err.code?.startsWith('RC_ERR_') ? err.code : 'RC_ERR_IO');
+    const fields = isRackcastError(err) ? { ...err.fields } : (err.fields ?? {});
+    const buf = 'buf' in job ? job.buf : undefined;
+    return { reply: { ok: false, code, message: err.message, fields, ...(buf ? { buf } : {}) }, transfer: give(buf) };
+  }
+}
+
+parentPort?.on('message', (job: Job) => {
+  const { reply, transfer } = handle(job);
+  parentPort?.postMessage(reply, transfer);
+});

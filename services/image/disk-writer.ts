@@ -1,0 +1,134 @@
+// Writes an image's blocks onto a target disk (block device or file) at their absolute offsets.
+// Shared by `image restore` and the multicast receiver: both hand it blocks whose content hash a
+// worker has already checked against the signed manifest; the writer checks that the hash it is
+// given is the one the manifest wants at that index, so a block can never land at the wrong place.
+//
+// Target rules: a block device must not be mounted or held (we also open it O_EXCL, which the
+// kernel refuses while anything uses it), must be at least the image's disk size and have the
+// same logical sector size. A regular file is created (or, when empty, grown) to the disk size;
+// an existing shorter file is refused like a small disk.
+import { execFileSync } from 'node:child_process';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { RackcastError } from '../errors.ts';
+import { inspectPath, usersOf, type DeviceInfo } from './device.ts';
+import { blockHashes, blockLength, type Manifest } from './manifest.ts';
+
+export interface DiskWriterOptions { discard?: boolean }
+
+function gib(n: number): string {
+  return `${n} bytes (${(n / 2 ** 30).toFixed(2)} GiB)`;
+}
+
+export class DiskWriter {
+  readonly target: DeviceInfo;
+  readonly manifest: Manifest;
+  /** true when the target is a file we just created or grew from empty: holes are already zero */
+  readonly fresh: boolean;
+  readonly #fh: FileHandle;
+  readonly #hashes: (string | null)[];
+  readonly #discard: boolean;
+  #closed = false;
+
+  private constructor(fh: FileHandle, target: DeviceInfo, manifest: Manifest, fresh: boolean, discard: boolean) {
+    this.#fh = fh;
+    this.target = target;
+    this.manifest = manifest;
+    this.fresh = fresh;
+    this.#discard = discard;
+    this.#hashes = blockHashes(manifest);
+  }
+
+  /** Check the target against the image and open it for writing; throws before touching it. */
+  static async open(path: string, manifest: Manifest, opts: DiskWriterOptions = {}): Promise<DiskWriter> {
+    const info = DiskWriter.check(path, manifest);
+    if (info.kind === 'block') {
+      let fh: FileHandle;
+      try {
+        fh = await open(path, constants.O_RDWR | constants.O_EXCL);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EBUSY') throw new RackcastError('RC_ERR_TARGET_MOUNTED', `${path} is in use (the kernel refused exclusive access)`, { path });
+        throw e;
+      }
+      return new DiskWriter(fh, info, manifest, false, opts.discard ?? false);
+    }
+    const fresh = info.kind === 'missing' || info.size === 0;
+    const fh = await open(path, info.kind === 'missing' ? 'wx' : 'r+');
+    if (fresh) await fh.truncate(manifest.disk.size);
+    return new DiskWriter(fh, { ...info, kind: 'file', size: manifest.disk.size }, manifest, fresh, opts.discard ?? false);
+  }
+
+  /** The refusals, without opening anything (also used for a dry run). */
+  static check(path: string, m: Manifest): DeviceInfo {
+    const info = inspectPath(path);
+    if (info.kind !== 'missing') {
+      const users = usersOf(info);
+      if (users.length) throw new RackcastError('RC_ERR_TARGET_MOUNTED', `refusing ${path}: ${users.join('; ')}`, { path, users });
+    }
+    const empty = info.kind === 'missing' || (info.kind === 'file' && info.size === 0);
+    if (!empty && info.size < m.disk.size) {
+      throw new RackcastError('RC_ERR_TARGET_TOO_SMALL', `${path} holds ${gib(info.size)}, the image needs ${gib(m.disk.size)}`, { path, size: info.size, needed: m.disk.size });
+    }
+    if (info.kind === 'block' && info.sectorSize !== m.disk.sectorSize) {
+      throw new RackcastError('RC_ERR_TARGET_SECTOR_SIZE', `${path} has ${info.sectorSize}-byte logical sectors, the image ${m.disk.sectorSize}-byte`, { path, sectorSize: info.sectorSize, needed: m.disk.sectorSize });
+    }
+    return info;
+  }
+
+  hashAt(index: number): string | null {
+    return this.#hashes[index] ?? null;
+  }
+
+  /** Write one verified block. `hash` is what the worker computed over `data`. */
+  async writeBlock(index: number, data: Uint8Array, hash: string): Promise<void> {
+    const want = this.#hashes[index];
+    if (want === undefined || want === null || want !== hash || data.length !== blockLength(this.manifest, index)) {
+      throw new RackcastError('RC_ERR_CHUNK_CORRUPT', `block ${index} does not belong at this index of image ${this.manifest.name}`, { index, image: this.manifest.name });
+    }
+    const off = index * this.manifest.blockSize;
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.#fh.write(data, done, data.length - done, off + done);
+      done += bytesWritten;
+    }
+  }
+
+  /** Zero (or discard) every hole. A fresh file needs nothing: its holes read as zero already. */
+  async finishHoles(onBytes?: (n: number) => void): Promise<void> {
+    if (this.fresh) return;
+    const m = this.manifest;
+    const ranges: [number, number][] = [];
+    this.#hashes.forEach((h, i) => {
+      if (h !== null) return;
+      const off = i * m.blockSize;
+      const len = blockLength(m, i);
+      const last = ranges.at(-1);
+      if (last && last[0] + last[1] === off) last[1] += len; else ranges.push([off, len]);
+    });
+    if (this.#discard) {
+      for (const [off, len] of ranges) {
+        const args = this.target.kind === 'block'
+          ? ['blkdiscard', ['--offset', String(off), '--length', String(len), this.target.path]]
+          : ['fallocate', ['--punch-hole', '--offset', String(off), '--length', String(len), this.target.path]];
+        // blkdiscard needs the device, which we hold O_EXCL; it opens it without O_EXCL itself.
+        execFileSync(args[0] as string, args[1] as string[]);
+        onBytes?.(len);
+      }
+      return;
+    }
+    const zero = Buffer.alloc(Math.min(m.blockSize, 8 << 20));
+    for (const [off, len] of ranges) {
+      for (let p = 0; p < len; p += zero.length) {
+        const n = Math.min(zero.length, len - p);
+        await this.#fh.write(zero, 0, n, off + p);
+        onBytes?.(n);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try { await this.#fh.sync(); } finally { await this.#fh.close(); }
+  }
+}

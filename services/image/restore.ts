@@ -1,0 +1,124 @@
+// Restore and verify. Restore first verifies every chunk the image needs (all cores), so a
+// missing or corrupt chunk refuses the restore before a single byte of the target changes; then
+// it writes every block at its absolute offset through DiskWriter, each block hash-checked again
+// as it is decompressed, and zeroes (or discards) the holes.
+import { RackcastError } from '../errors.ts';
+import { DiskWriter } from './disk-writer.ts';
+import { blockHashes, blockLength, uniqueHashes, type Manifest } from './manifest.ts';
+import { ImageStore, type OpenImage } from './store.ts';
+import { WorkerPool } from './worker-pool.ts';
+
+export interface Progress { phase: 'verify' | 'write'; done: number; total: number }
+export interface VerifyProblem { chunk: string; code: string; message: string }
+export interface VerifyResult { image: string; digest: string; chunks: number; problems: VerifyProblem[] }
+
+function poolFor(store: ImageStore, workers?: number): WorkerPool {
+  return new WorkerPool({ root: store.root, level: 3 }, workers ? { workers } : {});
+}
+
+/** Decompress and hash every unique chunk of an image; report every problem, not just the first. */
+export async function verifyChunks(store: ImageStore, img: OpenImage, opts: { workers?: number; onProgress?: (p: Progress) => void; pool?: WorkerPool } = {}): Promise<VerifyResult> {
+  const m = img.manifest;
+  const lengths = new Map<string, number>();
+  blockHashes(m).forEach((h, i) => { if (h) lengths.set(h, blockLength(m, i)); });
+  const pool = opts.pool ?? poolFor(store, opts.workers);
+  const problems: VerifyProblem[] = [];
+  let done = 0;
+  const total = [...lengths.values()].reduce((a, b) => a + b, 0);
+  try {
+    const inflight = new Set<Promise<void>>();
+    for (const hash of uniqueHashes(m)) {
+      await pool.ready(); // bounded: a million-chunk image does not queue a million jobs
+      const length = lengths.get(hash) as number;
+      const p: Promise<void> = pool.run({ op: 'check', hash, length, image: m.name })
+        .then(() => undefined, (e: unknown) => {
+          const err = e as RackcastError;
+          problems.push({ chunk: hash, code: err.code, message: err.message });
+        })
+        .finally(() => {
+          inflight.delete(p);
+          done += length;
+          opts.onProgress?.({ phase: 'verify', done, total });
+        });
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+  } finally {
+    if (!opts.pool) await pool.close();
+  }
+  problems.sort((a, b) => a.chunk.localeCompare(b.chunk));
+  return { image: m.name, digest: img.digest, chunks: lengths.size, problems };
+}
+
+export function problemError(r: VerifyResult): RackcastError {
+  const first = r.problems[0] as VerifyProblem;
+  const more = r.problems.length > 1 ? ` (and ${r.problems.length - 1} more)` : '';
+  return new RackcastError(first.code === 'RC_ERR_CHUNK_MISSING' ? 'RC_ERR_CHUNK_MISSING' : 'RC_ERR_CHUNK_CORRUPT',
+    `${first.message}${more}`, { image: r.image, chunk: first.chunk, problems: r.problems.length });
+}
+
+export interface RestoreOptions {
+  store: ImageStore;
+  name: string;
+  target: string;
+  discard?: boolean;
+  /** verify every chunk before writing anything (default true) */
+  preverify?: boolean;
+  workers?: number;
+  onProgress?: (p: Progress) => void;
+}
+export interface RestoreResult { image: string; digest: string; bytesWritten: number; holes: number; seconds: number; target: string }
+
+export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
+  const t0 = performance.now();
+  const img = o.store.open(o.name);
+  const m: Manifest = img.manifest;
+  DiskWriter.check(o.target, m); // refuse a wrong target before spending time on verification
+  const pool = poolFor(o.store, o.workers);
+  try {
+    if (o.preverify !== false) {
+      const v = await verifyChunks(o.store, img, { pool, ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+      if (v.problems.length) throw problemError(v);
+    }
+    const writer = await DiskWriter.open(o.target, m, { discard: o.discard ?? false });
+    let written = 0;
+    let holes = 0;
+    try {
+      const hashes = blockHashes(m);
+      const free: ArrayBuffer[] = Array.from({ length: pool.size * 3 }, () => new ArrayBuffer(m.blockSize));
+      let wake: (() => void) | undefined;
+      let failure: unknown;
+      const inflight = new Set<Promise<void>>();
+      let done = 0;
+      for (let i = 0; i < hashes.length && !failure; i++) {
+        const hash = hashes[i];
+        const length = blockLength(m, i);
+        if (!hash) { holes++; continue; }
+        while (!free.length && !failure) await new Promise<void>((r) => { wake = r; });
+        if (failure) break;
+        const buf = free.pop() as ArrayBuffer;
+        const p = pool.run({ op: 'load', hash, length, buf, image: m.name }, [buf])
+          .then(async (r) => {
+            const out = r.buf as ArrayBuffer;
+            await writer.writeBlock(i, new Uint8Array(out, 0, length), r.hash as string);
+            written += length;
+            done += length;
+            free.push(out);
+            o.onProgress?.({ phase: 'write', done, total: m.disk.size });
+          })
+          .catch((e: unknown) => { failure ??= e; })
+          .finally(() => { inflight.delete(p); wake?.(); wake = undefined; });
+        inflight.add(p);
+      }
+      await Promise.all(inflight);
+      if (failure) throw failure;
+      await writer.finishHoles((n) => { done += n; o.onProgress?.({ phase: 'write', done, total: m.disk.size }); });
+    } finally {
+      await writer.close();
+    }
+    o.onProgress?.({ phase: 'write', done: m.disk.size, total: m.disk.size });
+    return { image: m.name, digest: img.digest, bytesWritten: written, holes, seconds: (performance.now() - t0) / 1000, target: o.target };
+  } finally {
+    await pool.close();
+  }
+}
