@@ -30,14 +30,14 @@ const madeDirs = new Set<string>();
 let scratch = Buffer.allocUnsafe(0);
 let checkBuf = Buffer.allocUnsafe(0);
 
+const ZERO = Buffer.alloc(1 << 20);
+
+/** All-zero test with memcmp against a zero buffer (much faster than a JS loop). */
 function isZero(b: Buffer): boolean {
-  // Compare 8 bytes at a time through a BigUint64Array view when aligned; fall back to bytes.
-  if (b.byteOffset % 8 === 0 && b.length % 8 === 0) {
-    const w = new BigUint64Array(b.buffer, b.byteOffset, b.length / 8);
-    for (let i = 0; i < w.length; i++) if (w[i] !== 0n) return false;
-    return true;
+  for (let o = 0; o < b.length; o += ZERO.length) {
+    const n = Math.min(ZERO.length, b.length - o);
+    if (!b.subarray(o, o + n).equals(ZERO.subarray(0, n))) return false;
   }
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
 }
 

@@ -27,6 +27,11 @@ export function compressBound(size: number): number {
   return binding.compressBound(size);
 }
 
+function describe(what: Record<string, unknown>): string {
+  const chunk = typeof what.chunk === 'string' ? `chunk ${what.chunk}` : 'zstd frame';
+  return typeof what.image === 'string' ? `${chunk} of image ${what.image}` : chunk;
+}
+
 /** A compressor/decompressor pair owned by one thread; contexts are reused across blocks. */
 export class ZstdCodec {
   readonly level: number;
@@ -58,10 +63,10 @@ export class ZstdCodec {
       if (declared !== null && declared !== dst.length) throw new Error(`frame declares ${declared} bytes`);
       n = this.#d.decompress(dst, frame);
     } catch (e) {
-      throw new RackcastError('RC_ERR_CHUNK_CORRUPT', `zstd frame does not decompress: ${(e as Error).message}`, what);
+      throw new RackcastError('RC_ERR_CHUNK_CORRUPT', `${describe(what)} does not decompress (${(e as Error).message})`, what);
     }
     if (n !== dst.length) {
-      throw new RackcastError('RC_ERR_CHUNK_CORRUPT', `zstd frame holds ${n} bytes, expected ${dst.length}`, what);
+      throw new RackcastError('RC_ERR_CHUNK_CORRUPT', `${describe(what)} holds ${n} bytes, expected ${dst.length}`, what);
     }
   }
 }
