@@ -16,7 +16,8 @@ export const IMAGE_USAGE = `  image capture SOURCE --name NAME [--block-size 1M]
   image rm NAME                 delete an image (its chunks go at the next gc)
   image gc [--grace SECONDS]    delete chunks no image uses (default grace 3600 s)
   image export NAME FILE        write an image and its chunks into one file (- = stdout)
-  image import FILE [--name N]  add an exported image to this store (- = stdin)`;
+  image import FILE [--name N] [--trusted-only]
+                                add an exported image to this store (- = stdin)`;
 
 const common = {
   store: { type: 'string' },
@@ -29,6 +30,7 @@ const common = {
   discard: { type: 'boolean' },
   'no-preverify': { type: 'boolean' },
   grace: { type: 'string' },
+  'trusted-only': { type: 'boolean' },
 } as const;
 
 export function parseSize(s: string): number {
@@ -140,7 +142,7 @@ export async function imageCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     }
     case 'import': {
       const [file] = positional(pos, 1, 'import FILE [--name NEW]');
-      const img = await importImage(store(), file as string, { ...(v.name ? { name: v.name } : {}), onProgress: (p) => bar.update(p.done, p.total, 'import') });
+      const img = await importImage(store(), file as string, { ...(v.name ? { name: v.name } : {}), trustedOnly: v['trusted-only'] ?? false, onProgress: (p) => bar.update(p.done, p.total, 'import') });
       bar.done();
       out(`imported ${img.manifest.name}: digest ${img.digest}`);
       return 0;

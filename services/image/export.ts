@@ -81,10 +81,31 @@ class Reader {
   }
 }
 
-export interface ImportOptions { name?: string; onProgress?: (p: TransferProgress) => void; workers?: number }
+export interface ImportOptions {
+  /** refuse an export whose original signer is not this appliance or one in keys/trusted/ */
+  trustedOnly?: boolean;
+  name?: string; onProgress?: (p: TransferProgress) => void; workers?: number }
+
+/** Re-throw a decoder error with the offset in the file rather than in the record's buffer. */
+function at<T>(base: number, decode: () => T): T {
+  try {
+    return decode();
+  } catch (e) {
+    if (e instanceof RackcastError && typeof e.fields.offset === 'number') {
+      const offset = base + e.fields.offset;
+      throw new RackcastError(e.code, e.message.replace(/offset \d+/, `offset ${offset}`) + (/offset \d+/.test(e.message) ? '' : ` (at offset ${offset})`), { ...e.fields, offset });
+    }
+    throw e;
+  }
+}
 
 export async function importImage(store: ImageStore, file: string, o: ImportOptions = {}): Promise<OpenImage> {
-  const fh = await open(file === '-' ? '/dev/stdin' : file, 'r');
+  let fh: FileHandle;
+  try {
+    fh = await open(file === '-' ? '/dev/stdin' : file, 'r');
+  } catch (e) {
+    throw new RackcastError('RC_ERR_IO', `cannot open ${file}: ${(e as Error).message}`, { file });
+  }
   const op = store.beginWrite('import');
   const pool = new WorkerPool({ root: store.root, level: 3 }, o.workers ? { workers: o.workers } : {});
   try {
@@ -95,6 +116,9 @@ export async function importImage(store: ImageStore, file: string, o: ImportOpti
     const what = { file };
     const sig = decodeSignatureFile(sbytes, what);
     verifySignature(mbytes, sig, what); // the export is what its signer made; trust is re-established below
+    if (o.trustedOnly && !store.signer.trusts(sig.keyId)) {
+      throw new RackcastError('RC_ERR_SIGNATURE_UNTRUSTED', `export signed by key ${sig.keyId}, which this appliance does not trust (put its appliance.pub in keys/trusted/)`, { ...what, keyId: sig.keyId });
+    }
     const original = decodeManifest(mbytes);
     const need = uniqueHashes(original);
     if (header.chunkCount > need.size) throw new RackcastError('RC_ERR_EXPORT_INVALID', `export file declares ${header.chunkCount} chunks, the image has ${need.size}`, what);
@@ -108,10 +132,11 @@ export async function importImage(store: ImageStore, file: string, o: ImportOpti
     let failure: unknown;
     const inflight = new Set<Promise<void>>();
     for (let k = 0; k < header.chunkCount && !failure; k++) {
-      const at = r.offset;
-      const head = decodeChunkHead(await r.read(CHUNK_HEAD_LENGTH, 'chunk record'), 0, limits).value;
+      const recordAt = r.offset;
+      const headBytes = await r.read(CHUNK_HEAD_LENGTH, 'chunk record');
+      const head = at(recordAt, () => decodeChunkHead(headBytes, 0, limits).value);
       if (lengths.get(head.hash) !== head.length || seen.has(head.hash)) {
-        throw new RackcastError('RC_ERR_EXPORT_INVALID', `chunk record at offset ${at} is not one the manifest needs (or is repeated)`, { offset: at, chunk: head.hash });
+        throw new RackcastError('RC_ERR_EXPORT_INVALID', `chunk record at offset ${recordAt} is not one the manifest needs (or is repeated)`, { offset: recordAt, chunk: head.hash });
       }
       seen.add(head.hash);
       const frame = await r.read(head.frameLength, 'chunk frame');
@@ -125,7 +150,9 @@ export async function importImage(store: ImageStore, file: string, o: ImportOpti
     await Promise.all(inflight);
     if (failure) throw failure;
     const expected = r.digest.digest();
-    const trailer = decodeTrailer(await r.read(TRAILER_LENGTH, 'trailer', false), 0).value;
+    const trailerAt = r.offset;
+    const trailerBytes = await r.read(TRAILER_LENGTH, 'trailer', false);
+    const trailer = at(trailerAt, () => decodeTrailer(trailerBytes, 0).value);
     if (trailer.chunkCount !== header.chunkCount || !trailer.digest.equals(expected)) {
       throw new RackcastError('RC_ERR_EXPORT_INVALID', 'export file fails its checksum (damaged in transit?)', what);
     }

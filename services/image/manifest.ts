@@ -21,6 +21,9 @@ import type { Partition, PartitionTable } from './partition/table.ts';
 export const MANIFEST_FORMAT = 'rackcast.image';
 export const MANIFEST_VERSION = 1;
 export const MAX_MANIFEST_BYTES = 512 * 1024 * 1024;
+/** 1 PiB disks and 2^26 blocks at most: bounded memory for per-block arrays of hostile manifests. */
+export const MAX_DISK_BYTES = 2 ** 50;
+export const MAX_BLOCKS = 2 ** 26;
 export const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const HASH = /^[0-9a-f]{64}$/;
 
@@ -137,7 +140,7 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   str(src.path, 'source.path');
   if (src.kind !== 'block' && src.kind !== 'file') bad('expected "block" or "file"', 'source.kind');
   const disk = obj(m.disk, 'disk');
-  const size = int(disk.size, 'disk.size', 1);
+  const size = int(disk.size, 'disk.size', 1, MAX_DISK_BYTES);
   const sectorSize = int(disk.sectorSize, 'disk.sectorSize', 512, 65536);
   if (sectorSize & (sectorSize - 1)) bad('not a power of two', 'disk.sectorSize');
   const bs = int(m.blockSize, 'blockSize', 65536, 64 << 20);
@@ -161,6 +164,7 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   });
   arr(pt.warnings, 'partitionTable.warnings').forEach((w, i) => str(w, `partitionTable.warnings[${i}]`));
   const blocks = Math.ceil(size / bs);
+  if (blocks > MAX_BLOCKS) bad(`${blocks} blocks; at most ${MAX_BLOCKS} (use a larger block size)`, 'disk.size');
   let next = 0;
   let data = 0;
   const unique = new Set<string>();

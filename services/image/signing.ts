@@ -4,8 +4,8 @@
 // its public half beside it. A signature file (manifest.sig, JSON) records the manifest digest,
 // the signature and the signer's key id (first 16 hex digits of SHA-256 over the raw public key).
 // Other appliances' public keys placed in <data>/keys/trusted/*.pub are trusted too.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, renameSync } from 'node:fs';
+import { createHash, randomBytes, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RackcastError } from '../errors.ts';
 import { manifestDigest } from './manifest.ts';
@@ -52,23 +52,42 @@ export class Signer {
     const keyFile = join(keyDir, 'appliance.key');
     if (!existsSync(keyFile)) {
       mkdirSync(keyDir, { recursive: true, mode: 0o700 });
-      const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-      const tmp = `${keyFile}.${process.pid}.tmp`;
+      const { privateKey } = generateKeyPairSync('ed25519');
+      const tmp = `${keyFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
       writeFileSync(tmp, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-      writeFileSync(join(keyDir, 'appliance.pub'), publicKey.export({ format: 'pem', type: 'spki' }));
-      // A concurrent first start may race here; rename keeps one complete key file either way.
-      if (!existsSync(keyFile)) renameSync(tmp, keyFile);
+      // link() claims the name atomically: when two first starts race, exactly one key wins and
+      // both processes then read that one.
+      try { linkSync(tmp, keyFile); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; }
+      unlinkSync(tmp);
     }
     const priv = createPrivateKey(readFileSync(keyFile));
+    const pubFile = join(keyDir, 'appliance.pub');
+    const pubPem = createPublicKey(priv).export({ format: 'pem', type: 'spki' });
+    if (!existsSync(pubFile) || readFileSync(pubFile, 'utf8') !== pubPem) {
+      const tmp = `${pubFile}.${process.pid}.tmp`;
+      writeFileSync(tmp, pubPem);
+      renameSync(tmp, pubFile);
+    }
     const trusted = new Map<string, KeyObject>();
     const tdir = join(keyDir, 'trusted');
     if (existsSync(tdir)) {
       for (const f of readdirSync(tdir).filter((n) => n.endsWith('.pub'))) {
-        const k = createPublicKey(readFileSync(join(tdir, f)));
+        let k: KeyObject;
+        try {
+          k = createPublicKey(readFileSync(join(tdir, f)));
+          if (k.asymmetricKeyType !== 'ed25519') throw new Error(`a ${String(k.asymmetricKeyType)} key, not Ed25519`);
+        } catch (e) {
+          throw new RackcastError('RC_ERR_SIGNATURE_INVALID', `trusted key ${join(tdir, f)} is not an Ed25519 public key (${(e as Error).message})`, { path: join(tdir, f) });
+        }
         trusted.set(keyIdOf(rawPublicKey(k)), k);
       }
     }
     return new Signer(priv, trusted);
+  }
+
+  /** Is this key id the appliance's own or a trusted appliance's? */
+  trusts(keyId: string): boolean {
+    return this.#trusted.has(keyId);
   }
 
   sign(manifestBytes: Uint8Array): SignatureFile {
