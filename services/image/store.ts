@@ -17,7 +17,7 @@ import { IMAGE_NAME, decodeManifest, encodeManifest, manifestDigest, uniqueHashe
 import { Signer, decodeSignatureFile, type SignatureFile } from './signing.ts';
 import { chunkPath, HASH_HEX } from './chunk-path.ts';
 
-export const STORE_DEFAULTS = { blockSize: 1 << 20, level: 3, gcGraceMs: 60 * 60 * 1000 };
+export const STORE_DEFAULTS = { blockSize: 4 << 20, level: 3, gcGraceMs: 60 * 60 * 1000 };
 
 export interface OpenImage { manifest: Manifest; bytes: Buffer; sig: SignatureFile; digest: string }
 export interface ImageSummary { name: string; digest: string; createdAt: string; diskSize: number; blocks: number; dataBlocks: number; uniqueChunks: number; storedBytes: number }

@@ -43,7 +43,7 @@ describe('rackcast image (CLI)', () => {
     expect(cap.err).toBe(''); // quiet when stderr is not a terminal
     expect(rc('image', 'list').out).toMatch(/^node-01\s+12\.0 MiB/m);
     const info = JSON.parse(rc('image', 'info', 'node-01', '--json').out);
-    expect(info).toMatchObject({ name: 'node-01', diskSize: 12 << 20, manifest: { blockSize: 1 << 20, partitionTable: { kind: 'none' } } });
+    expect(info).toMatchObject({ name: 'node-01', diskSize: 12 << 20, manifest: { blockSize: 4 << 20, partitionTable: { kind: 'none' } } });
     expect(rc('image', 'verify', 'node-01').out).toMatch(/^node-01: OK/);
     const target = join(work, 'restored.img');
     expect(rc('image', 'restore', 'node-01', target).code).toBe(0);

@@ -15,7 +15,7 @@ import { seededBytes } from '../../helpers/rng.ts';
 import { rcError, removeDir, sha256hex, tempDir } from './helpers.ts';
 
 const MiB = 1 << 20;
-const BS = MiB; // the store default
+const BS = MiB; // small blocks keep these tests fast and give several per disk
 const DISK_SIZE = 8 * MiB + 100 * 1024; // 9 blocks, the last one 100 KiB
 const WORKERS = 2;
 
@@ -52,7 +52,7 @@ function chunkFiles(store: ImageStore): string[] {
 }
 
 async function capture(store: ImageStore, name: string, source = disk1): Promise<Awaited<ReturnType<typeof captureImage>>> {
-  return captureImage({ store, source, name, workers: WORKERS });
+  return captureImage({ store, source, name, workers: WORKERS, blockSize: BS });
 }
 
 function filled(path: string, size: number, byte = 0xab): Buffer {
