@@ -2,6 +2,7 @@
 // Errors print as one line: "rackcast: <what went wrong> [RC_ERR_…]"; exit 1, or 2 for usage.
 import { RackcastError, isRackcastError } from '../../services/errors.ts';
 import { imageCommand, IMAGE_USAGE } from './image.ts';
+import { mcastCommand, MCAST_USAGE } from './mcast.ts';
 
 export const USAGE = `rackcast — network-boot disk imaging
 
@@ -9,6 +10,7 @@ usage: rackcast <command> [options]
 
 commands:
 ${IMAGE_USAGE}
+${MCAST_USAGE}
 
 global options:
   --store DIR, --data-dir DIR   data directory (default: $RACKCAST_DATA_DIR or /var/lib/rackcast)
@@ -32,6 +34,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       return cmd ? 0 : 2;
     }
     if (cmd === 'image') return await imageCommand(rest, env);
+    if (cmd === 'mcast') return await mcastCommand(rest, env);
     throw new RackcastError('RC_ERR_USAGE', `unknown command "${cmd}" (try rackcast --help)`);
   } catch (e) {
     if (isRackcastError(e)) {

@@ -6,6 +6,8 @@
 //   load   chunk file → decompress into a block buffer → hash must equal → block returned
 //   check  like load, without returning the data (verify)
 //   put    a frame from outside (import) → decompress → hash must equal → stored if missing
+//   unpack a frame from outside (multicast, HTTP) → decompress into a block buffer → hash must
+//          equal → block returned (nothing stored)
 import { parentPort, workerData, threadId } from 'node:worker_threads';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
@@ -19,7 +21,8 @@ export type Job =
   | { op: 'store'; buf: ArrayBuffer; length: number }
   | { op: 'load'; hash: string; length: number; buf: ArrayBuffer; image: string }
   | { op: 'check'; hash: string; length: number; image: string }
-  | { op: 'put'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string };
+  | { op: 'put'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string }
+  | { op: 'unpack'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; buf: ArrayBuffer; image: string };
 export type Reply =
   | { ok: true; hole?: boolean; hash?: string; stored?: number; existed?: boolean; buf?: ArrayBuffer }
   | { ok: false; code: string; message: string; fields: Record<string, unknown>; buf?: ArrayBuffer };
@@ -102,6 +105,10 @@ function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
     }
     if (job.op === 'load') {
       load(job.hash, job.length, Buffer.from(job.buf, 0, job.length), job.image);
+      return { reply: { ok: true, hash: job.hash, buf: job.buf }, transfer: [job.buf] };
+    }
+    if (job.op === 'unpack') {
+      verifyFrame(job.hash, Buffer.from(job.frame, 0, job.frameLength), Buffer.from(job.buf, 0, job.length), job.image);
       return { reply: { ok: true, hash: job.hash, buf: job.buf }, transfer: [job.buf] };
     }
     if (checkBuf.length < job.length) checkBuf = Buffer.allocUnsafe(job.length);

@@ -1,0 +1,61 @@
+// Reassembly of one chunk's zstd frame from DATA fragments. The first fragment seen fixes the
+// fragment count and size; later fragments that disagree are dropped (a forged or foreign
+// fragment can delay a chunk, never corrupt it: the frame is hash-checked after decompression).
+export class Assembly {
+  readonly index: number;
+  readonly count: number;
+  readonly fragSize: number;
+  readonly frame: ArrayBuffer;
+  #got: Uint8Array;
+  #have = 0;
+  frameLength = -1;
+  updated = 0;
+
+  constructor(index: number, count: number, fragSize: number) {
+    this.index = index;
+    this.count = count;
+    this.fragSize = fragSize;
+    this.frame = new ArrayBuffer(count * fragSize);
+    this.#got = new Uint8Array(count);
+  }
+
+  /** Fragments that did not fit (another count or size): a forged first fragment shows up here. */
+  mismatches = 0;
+
+  /** Add a fragment: 'dup' for one already here, 'mismatch' for one that does not fit. */
+  add(k: number, count: number, fragSize: number, payload: Uint8Array, now: number): 'ok' | 'dup' | 'mismatch' {
+    const last = k === count - 1;
+    if (count !== this.count || fragSize !== this.fragSize || k >= count || (last ? payload.length > fragSize : payload.length !== fragSize)) {
+      this.mismatches++;
+      return 'mismatch';
+    }
+    if (this.#got[k]) return 'dup';
+    new Uint8Array(this.frame, k * fragSize, payload.length).set(payload);
+    this.#got[k] = 1;
+    this.#have++;
+    if (last) this.frameLength = k * fragSize + payload.length;
+    this.updated = now;
+    return 'ok';
+  }
+
+  complete(): boolean {
+    return this.#have === this.count && this.frameLength >= 0;
+  }
+
+  get have(): number {
+    return this.#have;
+  }
+
+  /** Missing fragment ranges [first, count], at most `max`. */
+  gaps(max: number): [number, number][] {
+    const out: [number, number][] = [];
+    let i = 0;
+    while (i < this.count && out.length < max) {
+      if (this.#got[i]) { i++; continue; }
+      const s = i;
+      while (i < this.count && !this.#got[i]) i++;
+      out.push([s, i - s]);
+    }
+    return out;
+  }
+}

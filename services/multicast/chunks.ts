@@ -1,0 +1,73 @@
+// The chunk table of a multicast session: the image's unique chunks in order of first use. A
+// chunk's ordinal is its "index" on the wire; one chunk may fill several disk blocks (dedup on
+// the wire as on disk).
+import { blockHashes, blockLength, type Manifest } from '../image/manifest.ts';
+
+export interface ChunkEntry { index: number; hash: string; length: number; blocks: number[] }
+
+export function chunkTable(m: Manifest): ChunkEntry[] {
+  const byHash = new Map<string, ChunkEntry>();
+  const out: ChunkEntry[] = [];
+  blockHashes(m).forEach((h, i) => {
+    if (!h) return;
+    let e = byHash.get(h);
+    if (!e) {
+      e = { index: out.length, hash: h, length: blockLength(m, i), blocks: [] };
+      byHash.set(h, e);
+      out.push(e);
+    }
+    e.blocks.push(i);
+  });
+  return out;
+}
+
+/** A fixed-size bitset (fragments of a chunk, chunks of an image). */
+export class Bits {
+  readonly size: number;
+  readonly #w: Uint32Array;
+  count = 0;
+
+  constructor(size: number) {
+    this.size = size;
+    this.#w = new Uint32Array(Math.ceil(size / 32));
+  }
+
+  has(i: number): boolean {
+    return ((this.#w[i >>> 5] as number) >>> (i & 31) & 1) === 1;
+  }
+
+  set(i: number): boolean {
+    if (i < 0 || i >= this.size || this.has(i)) return false;
+    this.#w[i >>> 5] = (this.#w[i >>> 5] as number) | (1 << (i & 31));
+    this.count++;
+    return true;
+  }
+
+  clear(i: number): boolean {
+    if (i < 0 || i >= this.size || !this.has(i)) return false;
+    this.#w[i >>> 5] = (this.#w[i >>> 5] as number) & ~(1 << (i & 31));
+    this.count--;
+    return true;
+  }
+
+  setAll(): void {
+    for (let i = 0; i < this.size; i++) this.set(i);
+  }
+
+  full(): boolean {
+    return this.count === this.size;
+  }
+
+  /** Ranges [first, count] of clear bits, in order, at most `max` of them. */
+  gaps(max: number): [number, number][] {
+    const out: [number, number][] = [];
+    let i = 0;
+    while (i < this.size && out.length < max) {
+      if (this.has(i)) { i++; continue; }
+      const s = i;
+      while (i < this.size && !this.has(i)) i++;
+      out.push([s, i - s]);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,141 @@
+// Payloads of the control messages (docs/wire-protocol.md). DATA carries raw frame bytes and
+// needs no payload codec. Each codec: encode → Buffer (header included), decode(payload) → value.
+//
+//   ANNOUNCE (sender → group, ~2/s)          NACK (receiver → sender, unicast)
+//   0  32 manifest digest (SHA-256, raw)     0  4  receiver id
+//   32 4  chunk count                        4  2  entry count n (≤ MAX_NACK_ENTRIES)
+//   36 4  next chunk the sender sends        6  2  reserved (0)
+//   40 4  rate, kbit/s                       8  8n entries: u32 chunk, u16 first fragment,
+//   44 1  state (0 waiting, 1 sending,             u16 fragment count (0 = the whole chunk)
+//         2 idle: nothing left to send)
+//   45 1  URL length U                       STATUS (receiver → sender, unicast, ~1/s)
+//   46 2  reserved (0)                       0  4  receiver id
+//   48 U  HTTP base URL (UTF-8)              4  1  state (1 receiving, 2 done, 3 failed, 4 unicast)
+//                                            5  3  reserved (0)
+//   CONTROL (sender → one receiver)          8  4  chunks complete
+//   0  4  receiver id                        12 4  chunks total
+//   4  1  command (1 done-ack, 2 unicast)    16 4  backlog: chunks waiting for the disk
+//                                            20 4  socket receive-buffer drops (cumulative)
+//   END (sender → group)                     24 8  bytes written
+//   0  1  reason (0 complete, 1 deadline, 2 aborted)
+import { encodeHeader, HEADER_LENGTH, TYPE, invalid, view, type MessageType } from './wire.ts';
+
+export const MAX_NACK_ENTRIES = 170; // 8 + 170·8 = 1368 bytes: fits a 1500-byte MTU
+
+export interface Announce { digest: Buffer; chunks: number; next: number; rateKbit: number; state: 0 | 1 | 2; url: string }
+export interface NackEntry { index: number; first: number; count: number }
+export interface Nack { receiver: number; entries: NackEntry[] }
+export interface Status { receiver: number; state: 1 | 2 | 3 | 4; have: number; total: number; backlog: number; drops: number; written: number }
+export interface Control { receiver: number; command: 1 | 2 }
+export const CONTROL = { DONE_ACK: 1, UNICAST: 2 } as const;
+export const STATE = { RECEIVING: 1, DONE: 2, FAILED: 3, UNICAST: 4 } as const;
+
+function frame(type: MessageType, session: number, payload: Buffer): Buffer {
+  const out = Buffer.alloc(HEADER_LENGTH + payload.length);
+  encodeHeader({ type, session, index: 0, fragIndex: 0, fragCount: 0, payloadLength: payload.length, fragSize: 0 }, out);
+  payload.copy(out, HEADER_LENGTH);
+  return out;
+}
+
+function needLen(p: Uint8Array, n: number, what: string): void {
+  if (p.length < n) invalid(`${what} payload of ${p.length} bytes, needs ${n}`, HEADER_LENGTH);
+}
+
+export function encodeAnnounce(session: number, a: Announce): Buffer {
+  const url = Buffer.from(a.url, 'utf8');
+  if (url.length > 255 || a.digest.length !== 32) invalid('announce URL longer than 255 bytes or digest not 32 bytes', 0);
+  const p = Buffer.alloc(48 + url.length);
+  a.digest.copy(p, 0);
+  p.writeUInt32BE(a.chunks, 32);
+  p.writeUInt32BE(a.next, 36);
+  p.writeUInt32BE(Math.min(a.rateKbit, 0xffffffff), 40);
+  p.writeUInt8(a.state, 44);
+  p.writeUInt8(url.length, 45);
+  url.copy(p, 48);
+  return frame(TYPE.ANNOUNCE, session, p);
+}
+
+export function decodeAnnounce(p: Uint8Array): Announce {
+  needLen(p, 48, 'announce');
+  const v = view(p);
+  const state = v.getUint8(44);
+  if (state > 2) invalid(`announce state ${state}`, HEADER_LENGTH + 44);
+  const ulen = v.getUint8(45);
+  needLen(p, 48 + ulen, 'announce');
+  return {
+    digest: Buffer.from(p.subarray(0, 32)), chunks: v.getUint32(32), next: v.getUint32(36), rateKbit: v.getUint32(40),
+    state: state as 0 | 1 | 2, url: Buffer.from(p.subarray(48, 48 + ulen)).toString('utf8'),
+  };
+}
+
+export function encodeNack(session: number, n: Nack): Buffer {
+  if (n.entries.length > MAX_NACK_ENTRIES) invalid(`${n.entries.length} NACK entries, at most ${MAX_NACK_ENTRIES}`, 0);
+  const p = Buffer.alloc(8 + 8 * n.entries.length);
+  p.writeUInt32BE(n.receiver >>> 0, 0);
+  p.writeUInt16BE(n.entries.length, 4);
+  n.entries.forEach((e, i) => {
+    p.writeUInt32BE(e.index, 8 + 8 * i);
+    p.writeUInt16BE(e.first, 12 + 8 * i);
+    p.writeUInt16BE(e.count, 14 + 8 * i);
+  });
+  return frame(TYPE.NACK, session, p);
+}
+
+export function decodeNack(p: Uint8Array): Nack {
+  needLen(p, 8, 'nack');
+  const v = view(p);
+  const count = v.getUint16(4);
+  if (count > MAX_NACK_ENTRIES) invalid(`${count} NACK entries`, HEADER_LENGTH + 4);
+  needLen(p, 8 + 8 * count, 'nack');
+  const entries: NackEntry[] = [];
+  for (let i = 0; i < count; i++) entries.push({ index: v.getUint32(8 + 8 * i), first: v.getUint16(12 + 8 * i), count: v.getUint16(14 + 8 * i) });
+  return { receiver: v.getUint32(0), entries };
+}
+
+export function encodeStatus(session: number, s: Status): Buffer {
+  const p = Buffer.alloc(32);
+  p.writeUInt32BE(s.receiver >>> 0, 0);
+  p.writeUInt8(s.state, 4);
+  p.writeUInt32BE(s.have, 8);
+  p.writeUInt32BE(s.total, 12);
+  p.writeUInt32BE(Math.min(s.backlog, 0xffffffff), 16);
+  p.writeUInt32BE(Math.min(s.drops, 0xffffffff), 20);
+  p.writeBigUInt64BE(BigInt(s.written), 24);
+  return frame(TYPE.STATUS, session, p);
+}
+
+export function decodeStatus(p: Uint8Array): Status {
+  needLen(p, 32, 'status');
+  const v = view(p);
+  const state = v.getUint8(4);
+  if (state < 1 || state > 4) invalid(`status state ${state}`, HEADER_LENGTH + 4);
+  const written = v.getBigUint64(24);
+  if (written > BigInt(Number.MAX_SAFE_INTEGER)) invalid('bytes written out of range', HEADER_LENGTH + 24);
+  return { receiver: v.getUint32(0), state: state as Status['state'], have: v.getUint32(8), total: v.getUint32(12), backlog: v.getUint32(16), drops: v.getUint32(20), written: Number(written) };
+}
+
+export function encodeControl(session: number, c: Control): Buffer {
+  const p = Buffer.alloc(8);
+  p.writeUInt32BE(c.receiver >>> 0, 0);
+  p.writeUInt8(c.command, 4);
+  return frame(TYPE.CONTROL, session, p);
+}
+
+export function decodeControl(p: Uint8Array): Control {
+  needLen(p, 8, 'control');
+  const v = view(p);
+  const command = v.getUint8(4);
+  if (command !== 1 && command !== 2) invalid(`control command ${command}`, HEADER_LENGTH + 4);
+  return { receiver: v.getUint32(0), command };
+}
+
+export function encodeEnd(session: number, reason: 0 | 1 | 2): Buffer {
+  return frame(TYPE.END, session, Buffer.from([reason]));
+}
+
+export function decodeEnd(p: Uint8Array): 0 | 1 | 2 {
+  needLen(p, 1, 'end');
+  const r = p[0] as number;
+  if (r > 2) invalid(`end reason ${r}`, HEADER_LENGTH);
+  return r as 0 | 1 | 2;
+}

@@ -1,0 +1,364 @@
+// Multicast receiver: joins the group, learns the session from ANNOUNCE, reassembles chunks,
+// has each one decompressed and hash-checked against the signed manifest in a worker, and writes
+// it through DiskWriter (the same write path as `image restore`) at every block that uses it.
+// Missing fragments are NACKed after a randomized delay; if no multicast data arrives, or the
+// sender says so, the rest comes over HTTP (unicast fallback), verified the same way.
+import { createSocket, type Socket } from 'node:dgram';
+import { randomInt, createHash } from 'node:crypto';
+import { RackcastError, isRackcastError } from '../errors.ts';
+import { DiskWriter } from '../image/disk-writer.ts';
+import { decodeManifest, type Manifest } from '../image/manifest.ts';
+import { decodeSignatureFile, verifySignature, type SignatureFile } from '../image/signing.ts';
+import { WorkerPool } from '../image/worker-pool.ts';
+import { compressBound } from '../image/zstd.ts';
+import { Assembly } from './assembly.ts';
+import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
+import { chunkUrl, fetchBytes } from './http-source.ts';
+import { CONTROL, MAX_NACK_ENTRIES, STATE, decodeAnnounce, decodeControl, encodeNack, encodeStatus, type Announce, type NackEntry } from './messages.ts';
+import { udpRcvbufErrors } from './udp-stats.ts';
+import { decodeHeader, HEADER_LENGTH, TYPE } from './wire.ts';
+import { SENDER_DEFAULTS } from './sender.ts';
+
+export const RECEIVER_DEFAULTS = {
+  group: SENDER_DEFAULTS.group,
+  port: SENDER_DEFAULTS.port,
+  fallbackMs: 5000, // no multicast data this long → unicast
+  nackIntervalMs: 30,
+  renackMs: 250,
+  statusMs: 500,
+  maxPartial: 128, // chunks being reassembled at once
+  maxBacklog: 32, // chunks waiting for verification/disk
+  rejoinMs: 60000,
+  httpConcurrency: 4,
+};
+
+export interface ReceiverOptions extends Partial<typeof RECEIVER_DEFAULTS> {
+  interfaceAddress: string;
+  target: string;
+  /** manifest + signature given up front; otherwise fetched from the announced URL */
+  manifest?: { bytes: Buffer; sig: Buffer };
+  /** image URL for unicast-only operation when no ANNOUNCE is heard (http://host:port/images/NAME) */
+  imageUrl?: string;
+  /** require this signer key id */
+  trustKeyId?: string;
+  discard?: boolean;
+  workers?: number;
+  onProgress?: (p: { have: number; total: number; written: number; mode: 'multicast' | 'unicast' }) => void;
+  logger?: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
+}
+
+export interface ReceiveReport {
+  image: string; digest: string; session: number; seconds: number; chunks: number; bytesWritten: number;
+  viaMulticast: number; viaUnicast: number; rejected: number; duplicates: number; malformed: number; foreign: number; nacksSent: number;
+  mode: 'multicast' | 'unicast' | 'mixed';
+}
+
+interface Loaded { manifest: Manifest; sig: SignatureFile; digest: string; url: string | undefined }
+
+export class MulticastReceiver {
+  readonly id = randomInt(1, 0xffffffff);
+  readonly o: typeof RECEIVER_DEFAULTS & ReceiverOptions;
+  readonly stats = { viaMulticast: 0, viaUnicast: 0, rejected: 0, duplicates: 0, malformed: 0, foreign: 0, nacksSent: 0, dataPackets: 0 };
+  #data?: Socket;
+  #ctl?: Socket;
+  #session?: number;
+  #sender?: { address: string; port: number };
+  #img?: Loaded;
+  #table: ChunkEntry[] = [];
+  #have?: Bits;
+  #busy = new Set<number>(); // chunks being verified/written
+  #partial = new Map<number, Assembly>();
+  #lastNack = new Float64Array(0);
+  #frontier = 0;
+  #idle = false;
+  #lastData = 0;
+  #written = 0;
+  #writer?: DiskWriter;
+  #pool?: WorkerPool;
+  #mode: 'multicast' | 'unicast' = 'multicast';
+  #failure?: unknown;
+  #wake?: () => void;
+  #done = false;
+  #doneAck = false;
+  #pendingAnnounce?: Promise<void>;
+
+  constructor(opts: ReceiverOptions) {
+    this.o = { ...RECEIVER_DEFAULTS, ...opts };
+  }
+
+  async run(): Promise<ReceiveReport> {
+    const t0 = performance.now();
+    const timers: NodeJS.Timeout[] = [];
+    try {
+      await this.#open();
+      const start = Date.now();
+      timers.push(setInterval(() => this.#nack(), this.o.nackIntervalMs + randomInt(0, 10)));
+      timers.push(setInterval(() => this.#status(), this.o.statusMs));
+      timers.push(setInterval(() => this.#rejoin(), this.o.rejoinMs));
+      // wait: complete, failed, or time to fall back to unicast
+      while (!this.#failure && !this.#complete()) {
+        await new Promise<void>((r) => { this.#wake = r; setTimeout(r, 100); });
+        const quiet = Date.now() - (this.#lastData || start);
+        if (this.#mode === 'multicast' && quiet > this.o.fallbackMs) {
+          this.o.logger?.warn({ quietMs: quiet }, 'no multicast data: continuing over HTTP');
+          await this.#unicast();
+        }
+      }
+      if (this.#failure) throw this.#failure;
+      while (this.#busy.size) await new Promise<void>((r) => { this.#wake = r; setTimeout(r, 20); });
+      if (this.#failure) throw this.#failure;
+      const w = this.#writer as DiskWriter;
+      await w.finishHoles();
+      await w.close();
+      this.#done = true;
+      for (let k = 0; k < 15 && !this.#doneAck && this.#sender; k++) { this.#status(); await new Promise((r) => setTimeout(r, 200)); }
+      const img = this.#img as Loaded;
+      const { viaMulticast: m, viaUnicast: u } = this.stats;
+      return {
+        image: img.manifest.name, digest: img.digest, session: this.#session ?? 0, seconds: (performance.now() - t0) / 1000, chunks: this.#table.length,
+        bytesWritten: this.#written, ...this.stats, mode: u === 0 ? 'multicast' : m === 0 ? 'unicast' : 'mixed',
+      };
+    } catch (e) {
+      if (this.#sender && this.#ctl) this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state: STATE.FAILED, have: this.#have?.count ?? 0, total: this.#table.length, backlog: 0, drops: 0, written: this.#written }));
+      throw e;
+    } finally {
+      for (const t of timers) clearInterval(t);
+      await this.close();
+    }
+  }
+
+  #complete(): boolean {
+    return this.#have !== undefined && this.#have.full();
+  }
+
+  async #open(): Promise<void> {
+    this.#pool = new WorkerPool({ root: '/nonexistent', level: 3 }, this.o.workers ? { workers: this.o.workers } : {});
+    const data = createSocket({ type: 'udp4', reuseAddr: true });
+    this.#data = data;
+    data.on('message', (msg, rinfo) => this.#onData(msg, rinfo.address));
+    await new Promise<void>((res, rej) => { data.once('error', rej); data.bind(this.o.port, this.o.group, () => { data.off('error', rej); res(); }); });
+    data.addMembership(this.o.group, this.o.interfaceAddress);
+    try { data.setRecvBufferSize(32 << 20); } catch { /* capped by net.core.rmem_max */ }
+    const ctl = createSocket({ type: 'udp4' });
+    this.#ctl = ctl;
+    ctl.on('message', (msg) => this.#onControl(msg));
+    await new Promise<void>((res, rej) => { ctl.once('error', rej); ctl.bind(0, this.o.interfaceAddress, () => { ctl.off('error', rej); res(); }); });
+    if (this.o.manifest && this.o.imageUrl === undefined) {
+      // manifest given and no URL: wait for the matching ANNOUNCE
+    } else if (this.o.imageUrl) {
+      await this.#load(this.o.manifest, this.o.imageUrl, undefined);
+    }
+  }
+
+  /** Verify and adopt a manifest; open the target. */
+  async #load(given: { bytes: Buffer; sig: Buffer } | undefined, url: string | undefined, digest: Buffer | undefined): Promise<void> {
+    if (this.#img) return;
+    let bytes: Buffer, sigBytes: Buffer;
+    if (given) ({ bytes, sig: sigBytes } = given);
+    else {
+      if (!url) throw new RackcastError('RC_ERR_USAGE', 'no manifest and no image URL');
+      bytes = await fetchBytes(`${url}/manifest.json`, 512 << 20);
+      sigBytes = await fetchBytes(`${url}/manifest.sig`, 64 << 10);
+    }
+    const what = { url: url ?? 'manifest file' };
+    const sig = decodeSignatureFile(sigBytes, what);
+    verifySignature(bytes, sig, what);
+    if (this.o.trustKeyId && sig.keyId !== this.o.trustKeyId) {
+      throw new RackcastError('RC_ERR_SIGNATURE_UNTRUSTED', `image signed by ${sig.keyId}, expected ${this.o.trustKeyId}`, { ...what, keyId: sig.keyId });
+    }
+    if (digest && sig.digest !== `sha256:${digest.toString('hex')}`) {
+      throw new RackcastError('RC_ERR_MANIFEST_DIGEST', 'announced image digest differs from the manifest fetched', what);
+    }
+    const manifest = decodeManifest(bytes);
+    if (this.#img) return;
+    this.#writer = await DiskWriter.open(this.o.target, manifest, { discard: this.o.discard ?? false });
+    this.#table = chunkTable(manifest);
+    this.#have = new Bits(this.#table.length);
+    this.#lastNack = new Float64Array(this.#table.length);
+    this.#img = { manifest, sig, digest: sig.digest, url };
+    this.o.logger?.info({ image: manifest.name, digest: sig.digest, signer: sig.keyId, chunks: this.#table.length }, 'image manifest verified');
+  }
+
+  #onData(msg: Buffer, from: string): void {
+    let h;
+    try { h = decodeHeader(msg).value; } catch (e) { if (!isRackcastError(e)) throw e; this.stats.malformed++; return; }
+    const payload = msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength);
+    try {
+      if (h.type === TYPE.ANNOUNCE) return this.#onAnnounce(h.session, decodeAnnounce(payload), from);
+      if (h.type === TYPE.END) {
+        if (h.session === this.#session && !this.#complete() && this.#mode === 'multicast') void this.#unicast();
+        return;
+      }
+      if (h.type !== TYPE.DATA) { this.stats.malformed++; return; }
+    } catch (e) {
+      if (!isRackcastError(e)) throw e;
+      this.stats.malformed++;
+      return;
+    }
+    if (this.#session === undefined || h.session !== this.#session || !this.#have) { this.stats.foreign++; return; }
+    this.stats.dataPackets++;
+    this.#lastData = Date.now();
+    if (h.index >= this.#table.length) { this.stats.malformed++; return; }
+    if (h.index + 1 > this.#frontier) this.#frontier = h.index; // chunks before this one were sent in full
+    if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return; }
+    let a = this.#partial.get(h.index);
+    if (!a) {
+      const entry = this.#table[h.index] as ChunkEntry;
+      if (h.fragCount * h.fragSize > compressBound(entry.length) + h.fragSize) { this.stats.malformed++; return; }
+      if (this.#partial.size >= this.o.maxPartial) return; // no room: it will be NACKed later
+      a = new Assembly(h.index, h.fragCount, h.fragSize);
+      this.#partial.set(h.index, a);
+    }
+    let added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload, Date.now());
+    if (added === 'mismatch' && a.mismatches >= 3 && h.fragCount * h.fragSize <= compressBound((this.#table[h.index] as ChunkEntry).length) + h.fragSize) {
+      // The assembly was started by a fragment that disagrees with what keeps arriving (forged
+      // or from a stale session): start over from the fragments that agree.
+      a = new Assembly(h.index, h.fragCount, h.fragSize);
+      this.#partial.set(h.index, a);
+      added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload, Date.now());
+    }
+    if (added !== 'ok') { if (added === 'dup') this.stats.duplicates++; else this.stats.malformed++; return; }
+    if (a.complete()) {
+      this.#partial.delete(h.index);
+      if (this.#busy.size >= this.o.maxBacklog) return; // disk behind: NACK it later
+      void this.#accept(h.index, a.frame, a.frameLength, 'multicast');
+    }
+  }
+
+  #onAnnounce(session: number, a: Announce, from: string): void {
+    if (this.#session !== undefined && session !== this.#session) { this.stats.foreign++; return; }
+    if (this.#session === undefined) {
+      if (this.#pendingAnnounce) return;
+      const given = this.o.manifest;
+      if (given && `sha256:${a.digest.toString('hex')}` !== `sha256:${createHash('sha256').update(given.bytes).digest('hex')}`) { this.stats.foreign++; return; }
+      this.#pendingAnnounce = this.#load(given, a.url, a.digest).then(() => {
+        this.#session = session;
+        this.#sender = { address: from, port: this.o.port };
+        this.#lastData = Date.now();
+        this.#status();
+      }, (e: unknown) => { this.#failure = e; this.#wake?.(); });
+      return;
+    }
+    this.#frontier = Math.max(this.#frontier, a.next);
+    this.#idle = a.state === 2;
+    if (a.state === 2) this.#frontier = this.#table.length;
+    this.#lastData = Math.max(this.#lastData, a.state === 0 ? Date.now() : this.#lastData);
+  }
+
+  #onControl(msg: Buffer): void {
+    try {
+      const { value: h } = decodeHeader(msg);
+      if (h.type !== TYPE.CONTROL || h.session !== this.#session) { this.stats.foreign++; return; }
+      const c = decodeControl(msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength));
+      if (c.receiver !== this.id) return;
+      if (c.command === CONTROL.DONE_ACK) this.#doneAck = true;
+      if (c.command === CONTROL.UNICAST && this.#mode === 'multicast' && !this.#complete()) void this.#unicast();
+    } catch (e) {
+      if (!isRackcastError(e)) throw e;
+      this.stats.malformed++;
+    }
+  }
+
+  /** Verify (worker: decompress + SHA-256 against the manifest) and write a chunk everywhere it goes. */
+  async #accept(index: number, frame: ArrayBuffer, frameLength: number, via: 'multicast' | 'unicast'): Promise<boolean> {
+    const e = this.#table[index] as ChunkEntry;
+    this.#busy.add(index);
+    try {
+      const buf = new ArrayBuffer(e.length);
+      const r = await (this.#pool as WorkerPool).run({ op: 'unpack', hash: e.hash, length: e.length, frame, frameLength, buf, image: (this.#img as Loaded).manifest.name }, [frame, buf]);
+      const data = new Uint8Array(r.buf as ArrayBuffer, 0, e.length);
+      for (const b of e.blocks) await (this.#writer as DiskWriter).writeBlock(b, data, r.hash as string);
+      (this.#have as Bits).set(index);
+      this.#written += e.length * e.blocks.length;
+      if (via === 'multicast') this.stats.viaMulticast++; else this.stats.viaUnicast++;
+      this.o.onProgress?.({ have: (this.#have as Bits).count, total: this.#table.length, written: this.#written, mode: this.#mode });
+      return true;
+    } catch (err) {
+      if (isRackcastError(err, 'RC_ERR_CHUNK_CORRUPT')) { this.stats.rejected++; return false; } // forged or damaged: fetch again
+      this.#failure ??= err;
+      return false;
+    } finally {
+      this.#busy.delete(index);
+      this.#wake?.();
+    }
+  }
+
+  #nack(): void {
+    if (this.#mode !== 'multicast' || !this.#have || !this.#sender || this.#session === undefined) return;
+    const now = performance.now();
+    const entries: NackEntry[] = [];
+    const limit = MAX_NACK_ENTRIES * 8;
+    for (let i = 0; i < Math.min(this.#frontier, this.#table.length) && entries.length < limit; i++) {
+      if (this.#have.has(i) || this.#busy.has(i) || now - (this.#lastNack[i] as number) < this.o.renackMs) continue;
+      const a = this.#partial.get(i);
+      if (a) for (const [first, count] of a.gaps(16)) entries.push({ index: i, first, count });
+      else entries.push({ index: i, first: 0, count: 0 });
+      this.#lastNack[i] = now;
+    }
+    for (let k = 0; k < entries.length; k += MAX_NACK_ENTRIES) {
+      this.#sendCtl(encodeNack(this.#session, { receiver: this.id, entries: entries.slice(k, k + MAX_NACK_ENTRIES) }));
+      this.stats.nacksSent++;
+    }
+  }
+
+  #status(): void {
+    if (!this.#sender || this.#session === undefined) return;
+    const state = this.#done ? STATE.DONE : this.#mode === 'unicast' ? STATE.UNICAST : STATE.RECEIVING;
+    this.#sendCtl(encodeStatus(this.#session, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written }));
+  }
+
+  #sendCtl(buf: Buffer): void {
+    if (this.#ctl && this.#sender) this.#ctl.send(buf, this.#sender.port, this.#sender.address);
+  }
+
+  #rejoin(): void {
+    // Re-announce membership (a switch without an IGMP querier may age it out).
+    try { this.#data?.dropMembership(this.o.group, this.o.interfaceAddress); this.#data?.addMembership(this.o.group, this.o.interfaceAddress); } catch { /* closing */ }
+  }
+
+  /** Fetch every chunk still missing over HTTP, a few at a time, verified like multicast ones. */
+  async #unicast(): Promise<void> {
+    if (this.#mode === 'unicast') return;
+    this.#mode = 'unicast';
+    try { this.#data?.dropMembership(this.o.group, this.o.interfaceAddress); } catch { /* already left */ }
+    this.#status();
+    const url = this.#img?.url ?? this.o.imageUrl;
+    if (!this.#img) {
+      if (!url) { this.#failure = new RackcastError('RC_ERR_IO', `no multicast session heard on ${this.o.group}:${this.o.port} within ${this.o.fallbackMs} ms, and no image URL for unicast`, { group: this.o.group }); return; }
+      try { await this.#load(this.o.manifest, url, undefined); } catch (e) { this.#failure = e; return; }
+    }
+    if (!url) { this.#failure = new RackcastError('RC_ERR_IO', 'multicast failed and no image URL is known for unicast'); return; }
+    const todo = this.#table.filter((e) => !(this.#have as Bits).has(e.index));
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < todo.length && !this.#failure) {
+        const e = todo[next++] as ChunkEntry;
+        for (let attempt = 1; !(this.#have as Bits).has(e.index); attempt++) {
+          while (this.#busy.has(e.index)) await new Promise((r) => setTimeout(r, 10));
+          if ((this.#have as Bits).has(e.index)) break;
+          try {
+            const f = await fetchBytes(chunkUrl(url, e.hash), compressBound(e.length));
+            const ab = f.buffer.slice(f.byteOffset, f.byteOffset + f.length) as ArrayBuffer;
+            if (await this.#accept(e.index, ab, f.length, 'unicast')) break;
+          } catch (err) {
+            if (attempt >= 4) { this.#failure ??= err; return; }
+          }
+          if (attempt >= 4) { this.#failure ??= new RackcastError('RC_ERR_CHUNK_CORRUPT', `chunk ${e.hash} failed verification ${attempt} times over HTTP`, { chunk: e.hash }); return; }
+          await new Promise((r) => setTimeout(r, 250 * attempt));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: this.o.httpConcurrency }, worker));
+    this.#wake?.();
+  }
+
+  async close(): Promise<void> {
+    const socks = [this.#data, this.#ctl].filter((s): s is Socket => s !== undefined);
+    this.#data = undefined;
+    this.#ctl = undefined;
+    await Promise.all(socks.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await this.#pool?.close();
+    this.#pool = undefined;
+    if (this.#writer && !this.#done) await this.#writer.close().catch(() => undefined);
+  }
+}

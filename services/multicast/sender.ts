@@ -1,0 +1,373 @@
+// Multicast sender: one session over the chunks of one image. No per-slice barrier: a first pass
+// sends every chunk in order; receivers NACK what they lack (fragments or whole chunks) and the
+// sender merges those NACKs into a repair queue that is served before new data. Late joiners and
+// rebooted receivers NACK everything they lack and are served by the same queue. Every datagram
+// is paced by a token bucket; the rate adapts to receivers' reported socket drops, and a receiver
+// that cannot keep up is told to continue over HTTP instead of slowing the group.
+import { createSocket, type Socket } from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { RackcastError, isRackcastError } from '../errors.ts';
+import type { ImageStore, OpenImage } from '../image/store.ts';
+import { verifyChunks, problemError } from '../image/restore.ts';
+import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
+import { decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, TYPE } from './wire.ts';
+import { CONTROL, STATE, decodeNack, decodeStatus, encodeAnnounce, encodeControl, encodeEnd } from './messages.ts';
+import { Pacer } from './pacer.ts';
+
+export const SENDER_DEFAULTS = {
+  group: '239.255.77.1',
+  port: 9700,
+  rateMbit: 900,
+  minRateMbit: 10,
+  mtu: 1500,
+  minReceivers: 1,
+  maxWaitMs: 0, // 0: wait for minReceivers however long it takes
+  deadlineMs: 0, // 0: no deadline
+  announceMs: 250,
+  receiverTimeoutMs: 15000,
+  repairHoldMs: 30, // a fragment re-sent less than this long ago is not re-sent for another NACK
+  verify: true,
+};
+
+export interface SenderOptions extends Partial<typeof SENDER_DEFAULTS> {
+  store: ImageStore;
+  image: string;
+  /** the address of the interface to send from; control messages arrive here */
+  interfaceAddress: string;
+  /** base URL receivers use for the manifest and for unicast chunk fetches */
+  httpUrl: string;
+  logger?: { info(o: object, m?: string): void; warn(o: object, m?: string): void; debug?(o: object, m?: string): void };
+}
+
+export interface ReceiverState {
+  id: number; address: string; port: number; state: 'receiving' | 'done' | 'failed' | 'unicast' | 'lost';
+  have: number; total: number; written: number; backlog: number; drops: number; lastSeen: number; joinedAt: number; doneAt?: number;
+  nackedFrags: number; slowStrikes: number;
+}
+export interface SessionReport {
+  session: number; image: string; digest: string; reason: 'complete' | 'deadline' | 'aborted';
+  seconds: number; chunks: number; frameBytes: number; bytesSent: number; packetsSent: number; repairPackets: number;
+  extraBytesPct: number; finalRateMbit: number; receivers: ReceiverState[]; malformed: number;
+}
+
+export class MulticastSender extends EventEmitter {
+  readonly session = randomInt(1, 0xffffffff);
+  readonly o: typeof SENDER_DEFAULTS & SenderOptions;
+  readonly receivers = new Map<number, ReceiverState>();
+  readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, malformed: 0, nacks: 0, foreign: 0 };
+  #sock?: Socket;
+  #img?: OpenImage;
+  #chunks: ChunkEntry[] = [];
+  #frames = new Map<number, Buffer>();
+  #frameBytes = 0;
+  #fragSize: number;
+  #pass = 0; // next chunk of the first pass
+  #repairs = new Map<number, Bits | 'all'>(); // insertion order = FIFO
+  #cur?: { index: number; frags: number[]; at: number; repair: boolean };
+  #lastSent = new Map<number, Float64Array>();
+  #pacer: Pacer;
+  #rateMbit: number;
+  #started = false;
+  #closed = false;
+  #t0 = 0;
+
+  constructor(opts: SenderOptions) {
+    super();
+    this.o = { ...SENDER_DEFAULTS, ...opts };
+    this.#fragSize = fragSizeFor(this.o.mtu);
+    this.#rateMbit = this.o.rateMbit;
+    this.#pacer = new Pacer(this.#rateMbit * 125000);
+  }
+
+  get rateMbit(): number { return this.#rateMbit; }
+
+  async #prepare(): Promise<void> {
+    this.#img = this.o.store.open(this.o.image);
+    this.#chunks = chunkTable(this.#img.manifest);
+    if (this.o.verify) {
+      const v = await verifyChunks(this.o.store, this.#img);
+      if (v.problems.length) throw problemError(v);
+    }
+  }
+
+  #frame(i: number): Buffer {
+    let f = this.#frames.get(i);
+    if (!f) {
+      f = readFileSync(this.o.store.chunkPath((this.#chunks[i] as ChunkEntry).hash));
+      this.#frames.set(i, f);
+      this.#frameBytes += f.length;
+      // keep at most ~256 MiB of frames; the oldest inserted go first
+      for (const [k, v] of this.#frames) {
+        if (this.#frameBytes <= 256 << 20) break;
+        this.#frames.delete(k);
+        this.#frameBytes -= v.length;
+      }
+    }
+    return f;
+  }
+
+  #fragCount(i: number): number {
+    return Math.max(1, Math.ceil(this.#frame(i).length / this.#fragSize));
+  }
+
+  /** Run the whole session; resolves with a report when it ends. */
+  async run(): Promise<SessionReport> {
+    await this.#prepare();
+    const img = this.#img as OpenImage;
+    const sock = createSocket({ type: 'udp4', reuseAddr: true });
+    this.#sock = sock;
+    sock.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo.address, rinfo.port));
+    await new Promise<void>((res, rej) => { sock.once('error', rej); sock.bind(this.o.port, this.o.interfaceAddress, () => { sock.off('error', rej); res(); }); });
+    sock.setMulticastInterface(this.o.interfaceAddress);
+    sock.setMulticastTTL(1);
+    sock.setMulticastLoopback(false);
+    try { sock.setSendBufferSize(4 << 20); } catch { /* capped by wmem_max */ }
+    this.o.logger?.info({ session: this.session, image: this.o.image, chunks: this.#chunks.length, group: this.o.group, port: this.o.port }, 'multicast session ready');
+    this.#t0 = performance.now();
+    const waitStart = Date.now();
+    let reason: SessionReport['reason'] = 'complete';
+    let lastAnnounce = 0;
+    let lastAdapt = Date.now();
+    while (!this.#closed) {
+      const now = Date.now();
+      if (now - lastAnnounce >= this.o.announceMs) { lastAnnounce = now; this.#announce(); this.#expireReceivers(now); }
+      if (!this.#started) {
+        const joined = this.receivers.size;
+        if (joined >= this.o.minReceivers || (this.o.maxWaitMs > 0 && now - waitStart >= this.o.maxWaitMs)) {
+          this.#started = true;
+          this.#t0 = performance.now();
+          this.#pacer.reset();
+          this.emit('start', { receivers: joined });
+        } else { await sleep(20); continue; }
+      }
+      if (this.o.deadlineMs > 0 && performance.now() - this.#t0 >= this.o.deadlineMs) { reason = 'deadline'; break; }
+      if (now - lastAdapt >= 1000) { lastAdapt = now; this.#adapt(); }
+      if (this.#finished()) break;
+      const sent = await this.#sendSome();
+      if (!sent) await sleep(5); // idle: nothing to send until a NACK arrives
+    }
+    if (this.#closed) reason = 'aborted';
+    for (let k = 0; k < 3; k++) { this.#send(encodeEnd(this.session, reason === 'complete' ? 0 : reason === 'deadline' ? 1 : 2)); await sleep(30); }
+    const seconds = (performance.now() - this.#t0) / 1000;
+    const frameBytes = this.#chunks.reduce((a, c) => a + this.#frameLen(c.index), 0);
+    const report: SessionReport = {
+      session: this.session, image: this.o.image, digest: img.digest, reason, seconds, chunks: this.#chunks.length, frameBytes,
+      bytesSent: this.stats.bytesSent, packetsSent: this.stats.packetsSent, repairPackets: this.stats.repairPackets,
+      extraBytesPct: frameBytes ? Math.max(0, (this.stats.bytesSent - frameBytes - this.stats.packetsSent * HEADER_LENGTH) / frameBytes * 100) : 0,
+      finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed,
+    };
+    await this.close();
+    return report;
+  }
+
+  #frameLen(i: number): number {
+    return this.#frame(i).length;
+  }
+
+  #finished(): boolean {
+    const active = [...this.receivers.values()].filter((r) => r.state === 'receiving' || r.state === 'unicast' || r.state === 'done');
+    if (active.length < this.o.minReceivers) return false;
+    return active.length > 0 && active.every((r) => r.state === 'done');
+  }
+
+  #announce(): void {
+    const idle = this.#started && this.#pass >= this.#chunks.length && this.#repairs.size === 0 && !this.#cur;
+    this.#send(encodeAnnounce(this.session, {
+      digest: Buffer.from((this.#img as OpenImage).digest.replace('sha256:', ''), 'hex'), chunks: this.#chunks.length,
+      next: Math.min(this.#pass, this.#chunks.length), rateKbit: Math.round(this.#rateMbit * 1000), state: !this.#started ? 0 : idle ? 2 : 1, url: this.o.httpUrl,
+    }));
+  }
+
+  /** Pick the next chunk to work on: repairs first, then the first pass. */
+  #nextWork(): { index: number; frags: number[]; repair: boolean } | undefined {
+    for (const [index, want] of this.#repairs) {
+      this.#repairs.delete(index);
+      const n = this.#fragCount(index);
+      const frags = want === 'all' ? Array.from({ length: n }, (_, k) => k) : Array.from({ length: n }, (_, k) => k).filter((k) => !want.has(k) ? false : true);
+      const recent = this.#lastSent.get(index);
+      const now = performance.now();
+      const fresh = recent ? frags.filter((k) => now - (recent[k] ?? 0) >= this.o.repairHoldMs) : frags;
+      if (fresh.length) return { index, frags: fresh, repair: true };
+    }
+    if (this.#pass < this.#chunks.length) {
+      const index = this.#pass++;
+      return { index, frags: Array.from({ length: this.#fragCount(index) }, (_, k) => k), repair: false };
+    }
+    return undefined;
+  }
+
+  async #sendSome(): Promise<boolean> {
+    let budget = this.#pacer.take();
+    if (budget <= 0) { await sleep(1); return true; }
+    let any = false;
+    const pkt = HEADER_LENGTH + this.#fragSize + 28;
+    while (budget >= pkt || (!any && budget > 0)) {
+      if (!this.#cur || this.#cur.at >= this.#cur.frags.length) {
+        const w = this.#nextWork();
+        if (!w) { this.#cur = undefined; break; }
+        this.#cur = { ...w, at: 0 };
+      }
+      const c = this.#cur;
+      const k = c.frags[c.at++] as number;
+      const bytes = this.#sendFragment(c.index, k);
+      if (c.repair) this.stats.repairPackets++;
+      budget -= bytes + 28;
+      this.#pacer.spend(bytes + 28);
+      any = true;
+    }
+    return any || this.#cur !== undefined;
+  }
+
+  #sendFragment(index: number, k: number): number {
+    const f = this.#frame(index);
+    const count = this.#fragCount(index);
+    const start = k * this.#fragSize;
+    const len = Math.min(this.#fragSize, f.length - start);
+    const out = Buffer.allocUnsafe(HEADER_LENGTH + len);
+    encodeHeader({ type: TYPE.DATA, session: this.session, index, fragIndex: k, fragCount: count, payloadLength: len, fragSize: this.#fragSize }, out);
+    f.copy(out, HEADER_LENGTH, start, start + len);
+    let t = this.#lastSent.get(index);
+    if (!t) { t = new Float64Array(count); this.#lastSent.set(index, t); }
+    t[k] = performance.now();
+    this.#send(out);
+    return out.length;
+  }
+
+  #send(buf: Buffer): void {
+    if (!this.#sock || this.#closed) return;
+    this.stats.bytesSent += buf.length;
+    this.stats.packetsSent++;
+    this.#sock.send(buf, this.o.port, this.o.group);
+  }
+
+  #onMessage(msg: Buffer, address: string, port: number): void {
+    try {
+      const { value: h } = decodeHeader(msg);
+      if (h.session !== this.session) { this.stats.foreign++; return; }
+      const payload = msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength);
+      if (h.type === TYPE.NACK) {
+        const n = decodeNack(payload);
+        const r = this.#touch(n.receiver, address, port);
+        if (r.state === 'unicast' || r.state === 'done') return;
+        this.stats.nacks++;
+        for (const e of n.entries) this.#queueRepair(e.index, e.first, e.count, r);
+      } else if (h.type === TYPE.STATUS) {
+        const s = decodeStatus(payload);
+        const r = this.#touch(s.receiver, address, port);
+        Object.assign(r, { have: s.have, total: s.total, written: s.written, backlog: s.backlog });
+        if (s.drops > r.drops) r.drops = s.drops;
+        if (s.state === STATE.DONE) {
+          if (r.state !== 'done') { r.state = 'done'; r.doneAt = Date.now(); this.emit('receiver-done', r); }
+          this.#unicastTo(r, encodeControl(this.session, { receiver: r.id, command: CONTROL.DONE_ACK }));
+        } else if (s.state === STATE.FAILED) {
+          r.state = 'failed';
+        } else if (s.state === STATE.UNICAST && r.state !== 'done') {
+          r.state = 'unicast';
+        }
+        this.emit('progress', r);
+      } else {
+        this.stats.malformed++; // a receiver never sends other types to us
+      }
+    } catch (e) {
+      if (!isRackcastError(e)) throw e;
+      this.stats.malformed++;
+    }
+  }
+
+  #touch(id: number, address: string, port: number): ReceiverState {
+    let r = this.receivers.get(id);
+    const now = Date.now();
+    if (!r) {
+      r = { id, address, port, state: 'receiving', have: 0, total: this.#chunks.length, written: 0, backlog: 0, drops: 0, lastSeen: now, joinedAt: now, nackedFrags: 0, slowStrikes: 0 };
+      this.receivers.set(id, r);
+      this.o.logger?.info({ receiver: id.toString(16), address }, 'receiver joined');
+      this.emit('join', r);
+    }
+    if (r.state === 'lost') r.state = 'receiving';
+    r.address = address;
+    r.port = port;
+    r.lastSeen = now;
+    return r;
+  }
+
+  #queueRepair(index: number, first: number, count: number, r: ReceiverState): void {
+    if (index >= this.#chunks.length) { this.stats.malformed++; return; }
+    const n = this.#fragCount(index);
+    if (count === 0) { this.#repairs.set(index, 'all'); r.nackedFrags += n; return; }
+    if (first >= n) { this.stats.malformed++; return; }
+    const cur = this.#repairs.get(index);
+    if (cur === 'all') return;
+    const bits = cur ?? new Bits(n);
+    for (let k = first; k < Math.min(n, first + count); k++) bits.set(k);
+    r.nackedFrags += Math.min(n, first + count) - first;
+    if (!cur) this.#repairs.set(index, bits);
+  }
+
+  #unicastTo(r: ReceiverState, buf: Buffer): void {
+    if (!this.#sock || this.#closed) return;
+    this.#sock.send(buf, r.port, r.address);
+  }
+
+  #expireReceivers(now: number): void {
+    for (const r of this.receivers.values()) {
+      if ((r.state === 'receiving' || r.state === 'unicast') && now - r.lastSeen > this.o.receiverTimeoutMs) {
+        r.state = 'lost';
+        this.o.logger?.warn({ receiver: r.id.toString(16), address: r.address }, 'receiver went silent');
+        this.emit('receiver-lost', r);
+      }
+    }
+  }
+
+  /**
+   * Once a second: receivers whose socket drops grew are overrun. If most of the group is, slow
+   * down; if only a few are, they get strikes and after three are moved to unicast. Otherwise
+   * creep back up towards the configured maximum. Random wire loss (NACKs without socket drops)
+   * does not lower the rate: repairs handle it.
+   */
+  #prevDrops = new Map<number, number>();
+  #adapt(): void {
+    const active = [...this.receivers.values()].filter((r) => r.state === 'receiving');
+    if (!active.length) return;
+    const overrun = active.filter((r) => {
+      const prev = this.#prevDrops.get(r.id) ?? r.drops;
+      this.#prevDrops.set(r.id, r.drops);
+      return r.drops - prev > 50 || r.backlog > 64;
+    });
+    if (overrun.length * 2 > active.length) {
+      this.#setRate(Math.max(this.o.minRateMbit, this.#rateMbit * 0.75));
+    } else {
+      for (const r of active) {
+        if (overrun.includes(r)) r.slowStrikes++; else r.slowStrikes = Math.max(0, r.slowStrikes - 1);
+        if (r.slowStrikes >= 3 && active.length > 1) {
+          r.state = 'unicast';
+          this.o.logger?.warn({ receiver: r.id.toString(16), address: r.address }, 'receiver cannot keep up: moved to unicast');
+          this.#unicastTo(r, encodeControl(this.session, { receiver: r.id, command: CONTROL.UNICAST }));
+          this.emit('receiver-unicast', r);
+        }
+      }
+      if (!overrun.length) this.#setRate(Math.min(this.o.rateMbit, this.#rateMbit * 1.1));
+    }
+  }
+
+  #setRate(mbit: number): void {
+    if (Math.abs(mbit - this.#rateMbit) < 0.01) return;
+    this.#rateMbit = mbit;
+    this.#pacer.setRate(mbit * 125000);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed && !this.#sock) return;
+    this.#closed = true;
+    const s = this.#sock;
+    this.#sock = undefined;
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export { RackcastError };

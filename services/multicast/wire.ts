@@ -1,0 +1,104 @@
+// The rackcast multicast wire format, version 1 (docs/wire-protocol.md). Every datagram is
+// self-identifying: a 24-byte header, then a type-specific payload. Integers are big-endian.
+//
+//   header
+//   off len field
+//   0   4   magic "RCMC"
+//   4   1   version (1)
+//   5   1   type (TYPE below)
+//   6   2   flags (0; reserved)
+//   8   4   session id (random per sending session)
+//   12  4   index: chunk ordinal for DATA, else 0
+//   16  2   fragment index (DATA)
+//   18  2   fragment count (DATA; ≥ 1)
+//   20  2   payload length (bytes after the header)
+//   22  2   fragment size: payload bytes of every fragment but the last (DATA)
+//   24  …   payload
+//
+// A chunk (one zstd frame) of L bytes travels as ceil(L / fragSize) DATA fragments; fragment k
+// carries bytes [k·fragSize, min((k+1)·fragSize, L)). A receiver learns L when the last fragment
+// arrives: (count-1)·fragSize + its payload length.
+import { RackcastError } from '../errors.ts';
+
+export const MAGIC = 0x52434d43; // "RCMC"
+export const VERSION = 1;
+export const HEADER_LENGTH = 24;
+export const TYPE = { ANNOUNCE: 1, DATA: 2, NACK: 3, STATUS: 4, CONTROL: 5, END: 6 } as const;
+export type MessageType = (typeof TYPE)[keyof typeof TYPE];
+const TYPES = new Set<number>(Object.values(TYPE));
+
+export interface Header {
+  type: MessageType;
+  session: number;
+  index: number;
+  fragIndex: number;
+  fragCount: number;
+  payloadLength: number;
+  fragSize: number;
+}
+
+function need(buf: Uint8Array, offset: number, n: number, what: string): void {
+  if (offset < 0 || buf.length - offset < n) {
+    throw new RackcastError('RC_ERR_DECODE_TRUNCATED', `multicast ${what}: needs ${n} bytes at offset ${offset}, has ${Math.max(0, buf.length - offset)}`, { offset, what });
+  }
+}
+
+export function invalid(msg: string, offset: number): never {
+  throw new RackcastError('RC_ERR_DECODE_INVALID', `multicast datagram: ${msg}`, { offset });
+}
+
+export function view(buf: Uint8Array): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+export function encodeHeader(h: Header, out: Uint8Array, offset = 0): number {
+  need(out, offset, HEADER_LENGTH, 'header');
+  const v = view(out);
+  v.setUint32(offset, MAGIC);
+  v.setUint8(offset + 4, VERSION);
+  v.setUint8(offset + 5, h.type);
+  v.setUint16(offset + 6, 0);
+  v.setUint32(offset + 8, h.session >>> 0);
+  v.setUint32(offset + 12, h.index >>> 0);
+  v.setUint16(offset + 16, h.fragIndex);
+  v.setUint16(offset + 18, h.fragCount);
+  v.setUint16(offset + 20, h.payloadLength);
+  v.setUint16(offset + 22, h.fragSize);
+  return HEADER_LENGTH;
+}
+
+/** Decode and sanity-check a header; the payload must be fully present. */
+export function decodeHeader(buf: Uint8Array, offset = 0): { value: Header; bytes: number } {
+  need(buf, offset, HEADER_LENGTH, 'header');
+  const v = view(buf);
+  if (v.getUint32(offset) !== MAGIC) invalid('bad magic', offset);
+  const version = v.getUint8(offset + 4);
+  if (version !== VERSION) invalid(`unsupported version ${version}`, offset + 4);
+  const type = v.getUint8(offset + 5);
+  if (!TYPES.has(type)) invalid(`unknown type ${type}`, offset + 5);
+  if (v.getUint16(offset + 6) !== 0) invalid('reserved flags set', offset + 6);
+  const h: Header = {
+    type: type as MessageType,
+    session: v.getUint32(offset + 8),
+    index: v.getUint32(offset + 12),
+    fragIndex: v.getUint16(offset + 16),
+    fragCount: v.getUint16(offset + 18),
+    payloadLength: v.getUint16(offset + 20),
+    fragSize: v.getUint16(offset + 22),
+  };
+  need(buf, offset + HEADER_LENGTH, h.payloadLength, 'payload');
+  if (h.type === TYPE.DATA) {
+    if (h.fragCount === 0 || h.fragIndex >= h.fragCount) invalid(`fragment ${h.fragIndex} of ${h.fragCount}`, offset + 16);
+    if (h.fragSize === 0 || h.payloadLength === 0) invalid('empty fragment', offset + 20);
+    const last = h.fragIndex === h.fragCount - 1;
+    if (last ? h.payloadLength > h.fragSize : h.payloadLength !== h.fragSize) invalid('fragment length does not match the fragment size', offset + 20);
+  }
+  return { value: h, bytes: HEADER_LENGTH + h.payloadLength };
+}
+
+/** Payload bytes that fit in one datagram for a link MTU (IPv4 20 + UDP 8 + our header). */
+export function fragSizeFor(mtu: number): number {
+  const s = mtu - 20 - 8 - HEADER_LENGTH;
+  if (s < 64 || s > 65507 - HEADER_LENGTH) throw new RackcastError('RC_ERR_USAGE', `MTU ${mtu} out of range (576 … 65535)`);
+  return Math.min(s, 0xffff);
+}
