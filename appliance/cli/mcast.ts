@@ -12,7 +12,7 @@ import { dataDirFrom } from './main.ts';
 import { fmtBytes, progressBar } from './progress.ts';
 
 export const MCAST_USAGE = `  mcast send NAME --interface IF [--group ADDR] [--port N] [--rate 900m] [--min-receivers N]
-             [--max-wait S] [--deadline S] [--mtu N] [--http-port N] [--json]
+             [--max-wait S] [--deadline S] [--mtu N] [--http-port N] [--receiver-timeout S] [--json]
                                 send an image to every receiver on the group, until all are done
   mcast receive --interface IF --target FILE_OR_DEVICE [--group ADDR] [--port N]
              [--from URL] [--manifest FILE] [--trust-key KEYID] [--fallback S] [--json]
@@ -23,7 +23,7 @@ const options = {
   port: { type: 'string' }, rate: { type: 'string' }, 'min-receivers': { type: 'string' }, 'max-wait': { type: 'string' },
   deadline: { type: 'string' }, mtu: { type: 'string' }, 'http-port': { type: 'string' }, json: { type: 'boolean' },
   target: { type: 'string' }, from: { type: 'string' }, manifest: { type: 'string' }, 'trust-key': { type: 'string' },
-  fallback: { type: 'string' }, discard: { type: 'boolean' },
+  fallback: { type: 'string' }, discard: { type: 'boolean' }, 'receiver-timeout': { type: 'string' },
 } as const;
 
 /** An interface name (eth0) or an IPv4 address → the IPv4 address to use. */
@@ -75,6 +75,7 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       ...(v['max-wait'] ? { maxWaitMs: (num(v['max-wait'], 'max-wait', 0, 1e7) as number) * 1000 } : {}),
       ...(v.deadline ? { deadlineMs: (num(v.deadline, 'deadline', 0, 1e7) as number) * 1000 } : {}),
       ...(v.mtu ? { mtu: num(v.mtu, 'mtu', 576, 65535) as number } : {}),
+      ...(v['receiver-timeout'] ? { receiverTimeoutMs: (num(v['receiver-timeout'], 'receiver-timeout', 0.5, 3600) as number) * 1000 } : {}),
       ...(v.json ? {} : { logger: log }),
     });
     const bar = progressBar(process.stderr, { units: 'count' });

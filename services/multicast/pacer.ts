@@ -1,26 +1,31 @@
-// Token bucket pacing: tokens (bytes) accrue at `rate` bytes/s up to a ~2 ms burst (timers fire
-// ~1.1 ms apart, so a 1 ms cap would lose rate), so datagrams
-// leave in small even bursts rather than in line-rate trains that overflow switch and receiver
-// buffers (udpcast unpaced resent 20–27% here; see docs/wire-protocol.md).
+// Token bucket pacing: tokens (bytes) accrue at `rate` bytes/s. The sender spends at most
+// `burstMs` worth per wake-up, so datagrams leave in small even bursts rather than line-rate
+// trains that overflow switch and receiver buffers (udpcast unpaced resent 20–27% here; see
+// docs/wire-protocol.md). Tokens left over when a timer fires late are kept (up to `carryMs`), so
+// timer jitter does not lower the average rate; an idle sender keeps no credit.
 export class Pacer {
   #rate: number;
   #tokens = 0;
   #last = performance.now();
-  #burst: number;
   readonly #burstMs: number;
+  readonly #carryMs: number;
 
-  constructor(bytesPerSecond: number, burstMs = 2) {
+  constructor(bytesPerSecond: number, burstMs = 2, carryMs = 20) {
     this.#rate = bytesPerSecond;
     this.#burstMs = burstMs;
-    this.#burst = Math.max(9000, bytesPerSecond * burstMs / 1000);
+    this.#carryMs = carryMs;
+  }
+
+  get rate(): number {
+    return this.#rate;
   }
 
   setRate(bytesPerSecond: number): void {
     this.#refill();
     this.#rate = bytesPerSecond;
-    this.#burst = Math.max(9000, bytesPerSecond * this.#burstMs / 1000);
   }
 
+  /** Forget credit (after idling): the next burst starts from zero. */
   reset(): void {
     this.#tokens = 0;
     this.#last = performance.now();
@@ -28,14 +33,14 @@ export class Pacer {
 
   #refill(): void {
     const now = performance.now();
-    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#last) / 1000 * this.#rate);
+    this.#tokens = Math.min(this.#rate * this.#carryMs / 1000, this.#tokens + (now - this.#last) / 1000 * this.#rate);
     this.#last = now;
   }
 
-  /** Bytes that may be sent now. */
+  /** Bytes that may be sent in this wake-up. */
   take(): number {
     this.#refill();
-    return this.#tokens;
+    return Math.min(this.#tokens, Math.max(9000, this.#rate * this.#burstMs / 1000));
   }
 
   spend(bytes: number): void {

@@ -48,7 +48,7 @@ export interface ReceiverState {
 }
 export interface SessionReport {
   session: number; image: string; digest: string; reason: 'complete' | 'deadline' | 'aborted';
-  seconds: number; chunks: number; frameBytes: number; bytesSent: number; packetsSent: number; repairPackets: number;
+  seconds: number; firstPassSeconds: number; chunks: number; frameBytes: number; bytesSent: number; packetsSent: number; repairPackets: number;
   extraBytesPct: number; finalRateMbit: number; receivers: ReceiverState[]; malformed: number;
 }
 
@@ -70,6 +70,8 @@ export class MulticastSender extends EventEmitter {
   #pacer: Pacer;
   #rateMbit: number;
   #started = false;
+  #idleAnnounced = false;
+  #passSeconds: number | undefined;
   #closed = false;
   #t0 = 0;
 
@@ -146,14 +148,24 @@ export class MulticastSender extends EventEmitter {
       if (now - lastAdapt >= 1000) { lastAdapt = now; this.#adapt(); }
       if (this.#finished()) break;
       const sent = await this.#sendSome();
-      if (!sent) await sleep(5); // idle: nothing to send until a NACK arrives
+      if (!sent) {
+        // Idle: tell receivers at once that everything has been sent, so they NACK their last
+        // gaps now rather than at the next periodic announce.
+        if (!this.#idleAnnounced) { this.#idleAnnounced = true; this.#announce(); }
+        this.#passSeconds ??= (performance.now() - this.#t0) / 1000;
+        await sleep(2);
+      } else {
+        if (this.#idleAnnounced) this.#pacer.reset();
+        this.#idleAnnounced = false;
+        await new Promise<void>((r) => setImmediate(r)); // let NACKs and STATUS in between bursts
+      }
     }
     if (this.#closed) reason = 'aborted';
     for (let k = 0; k < 3; k++) { this.#send(encodeEnd(this.session, reason === 'complete' ? 0 : reason === 'deadline' ? 1 : 2)); await sleep(30); }
     const seconds = (performance.now() - this.#t0) / 1000;
     const frameBytes = this.#chunks.reduce((a, c) => a + this.#frameLen(c.index), 0);
     const report: SessionReport = {
-      session: this.session, image: this.o.image, digest: img.digest, reason, seconds, chunks: this.#chunks.length, frameBytes,
+      session: this.session, image: this.o.image, digest: img.digest, reason, seconds, firstPassSeconds: this.#passSeconds ?? seconds, chunks: this.#chunks.length, frameBytes,
       bytesSent: this.stats.bytesSent, packetsSent: this.stats.packetsSent, repairPackets: this.stats.repairPackets,
       extraBytesPct: frameBytes ? Math.max(0, (this.stats.bytesSent - frameBytes - this.stats.packetsSent * HEADER_LENGTH) / frameBytes * 100) : 0,
       finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed,
@@ -176,7 +188,8 @@ export class MulticastSender extends EventEmitter {
     const idle = this.#started && this.#pass >= this.#chunks.length && this.#repairs.size === 0 && !this.#cur;
     this.#send(encodeAnnounce(this.session, {
       digest: Buffer.from((this.#img as OpenImage).digest.replace('sha256:', ''), 'hex'), chunks: this.#chunks.length,
-      next: Math.min(this.#pass, this.#chunks.length), rateKbit: Math.round(this.#rateMbit * 1000), state: !this.#started ? 0 : idle ? 2 : 1, url: this.o.httpUrl,
+      // chunks before `next` have been sent in full; the one in progress is not due yet
+      next: this.#cur && !this.#cur.repair && this.#cur.at < this.#cur.frags.length ? this.#cur.index : Math.min(this.#pass, this.#chunks.length), rateKbit: Math.round(this.#rateMbit * 1000), state: !this.#started ? 0 : idle ? 2 : 1, url: this.o.httpUrl,
     }));
   }
 
@@ -200,10 +213,10 @@ export class MulticastSender extends EventEmitter {
 
   async #sendSome(): Promise<boolean> {
     let budget = this.#pacer.take();
-    if (budget <= 0) { await sleep(1); return true; }
+    if (budget < HEADER_LENGTH + this.#fragSize + 28) { await sleep(1); return true; }
     let any = false;
     const pkt = HEADER_LENGTH + this.#fragSize + 28;
-    while (budget >= pkt || (!any && budget > 0)) {
+    while (budget >= pkt) {
       if (!this.#cur || this.#cur.at >= this.#cur.frags.length) {
         const w = this.#nextWork();
         if (!w) { this.#cur = undefined; break; }
@@ -280,6 +293,11 @@ export class MulticastSender extends EventEmitter {
     let r = this.receivers.get(id);
     const now = Date.now();
     if (!r) {
+      // A machine that rebooted mid-session comes back with a new receiver id from the same
+      // address: the old entry will never finish, so it no longer holds the session open.
+      for (const old of this.receivers.values()) {
+        if (old.address === address && (old.state === 'receiving' || old.state === 'unicast')) { old.state = 'lost'; this.emit('receiver-lost', old); }
+      }
       r = { id, address, port, state: 'receiving', have: 0, total: this.#chunks.length, written: 0, backlog: 0, drops: 0, lastSeen: now, joinedAt: now, nackedFrags: 0, slowStrikes: 0 };
       this.receivers.set(id, r);
       this.o.logger?.info({ receiver: id.toString(16), address }, 'receiver joined');
