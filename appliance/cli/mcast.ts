@@ -95,7 +95,8 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
           `${fmtBytes(r.bytesSent)} sent for ${fmtBytes(r.frameBytes)} of chunks (${r.extraBytesPct.toFixed(1)}% extra); final rate ${r.finalRateMbit.toFixed(0)} Mbit/s\n`);
         for (const x of r.receivers) process.stdout.write(`  ${x.address} ${x.state} ${x.have}/${x.total} chunks, ${fmtBytes(x.written)} written\n`);
       }
-      return r.reason === 'complete' && r.receivers.every((x) => x.state === 'done') ? 0 : 1;
+      // a receiver that rebooted and came back as a new one ("replaced") is not a failure
+      return r.reason === 'complete' && r.receivers.every((x) => x.state === 'done' || x.state === 'replaced') ? 0 : 1;
     } finally {
       process.off('SIGINT', onSig);
       process.off('SIGTERM', onSig);

@@ -1,12 +1,13 @@
 // Reassembly of one chunk's zstd frame from DATA fragments. The first fragment seen fixes the
 // fragment count and size; later fragments that disagree are dropped (a forged or foreign
 // fragment can delay a chunk, never corrupt it: the frame is hash-checked after decompression).
+// Fragments are kept as they come and copied into one frame buffer only when all are there, so
+// a flood of forged first fragments costs a small array each, not a frame-sized allocation.
 export class Assembly {
   readonly index: number;
   readonly count: number;
   readonly fragSize: number;
-  readonly frame: ArrayBuffer;
-  #got: Uint8Array;
+  #frags: (Buffer | undefined)[];
   #have = 0;
   frameLength = -1;
   updated = 0;
@@ -15,8 +16,7 @@ export class Assembly {
     this.index = index;
     this.count = count;
     this.fragSize = fragSize;
-    this.frame = new ArrayBuffer(count * fragSize);
-    this.#got = new Uint8Array(count);
+    this.#frags = new Array<Buffer | undefined>(count);
   }
 
   /** Fragments that did not fit (another count or size): a forged first fragment shows up here. */
@@ -29,13 +29,21 @@ export class Assembly {
       this.mismatches++;
       return 'mismatch';
     }
-    if (this.#got[k]) return 'dup';
-    new Uint8Array(this.frame, k * fragSize, payload.length).set(payload);
-    this.#got[k] = 1;
+    if (this.#frags[k]) return 'dup';
+    this.#frags[k] = Buffer.from(payload); // a copy: the datagram's buffer is not ours to keep
     this.#have++;
     if (last) this.frameLength = k * fragSize + payload.length;
     this.updated = now;
     return 'ok';
+  }
+
+  /** The whole frame in one transferable buffer (call when complete). */
+  assemble(): ArrayBuffer {
+    const out = new ArrayBuffer(this.frameLength);
+    const u = new Uint8Array(out);
+    this.#frags.forEach((f, k) => { if (f) u.set(f, k * this.fragSize); });
+    this.#frags = [];
+    return out;
   }
 
   complete(): boolean {
@@ -51,9 +59,9 @@ export class Assembly {
     const out: [number, number][] = [];
     let i = 0;
     while (i < this.count && out.length < max) {
-      if (this.#got[i]) { i++; continue; }
+      if (this.#frags[i]) { i++; continue; }
       const s = i;
-      while (i < this.count && !this.#got[i]) i++;
+      while (i < this.count && !this.#frags[i]) i++;
       out.push([s, i - s]);
     }
     return out;

@@ -199,7 +199,6 @@ export class MulticastReceiver {
     this.stats.dataPackets++;
     this.#lastData = Date.now();
     if (h.index >= this.#table.length) { this.stats.malformed++; return; }
-    if (h.index + 1 > this.#frontier) this.#frontier = h.index; // chunks before this one were sent in full
     if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return; }
     let a = this.#partial.get(h.index);
     if (!a) {
@@ -210,18 +209,23 @@ export class MulticastReceiver {
       this.#partial.set(h.index, a);
     }
     let added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload, Date.now());
-    if (added === 'mismatch' && a.mismatches >= 3 && h.fragCount * h.fragSize <= compressBound((this.#table[h.index] as ChunkEntry).length) + h.fragSize) {
+    if (added === 'mismatch' && a.mismatches > 2 * a.have + 2 && h.fragCount * h.fragSize <= compressBound((this.#table[h.index] as ChunkEntry).length) + h.fragSize) {
       // The assembly was started by a fragment that disagrees with what keeps arriving (forged
-      // or from a stale session): start over from the fragments that agree.
+      // or from a stale session), and more disagree than agree: start over. A genuine assembly
+      // has many agreeing fragments, so scattered forgeries cannot throw it away.
       a = new Assembly(h.index, h.fragCount, h.fragSize);
       this.#partial.set(h.index, a);
       added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload, Date.now());
     }
     if (added !== 'ok') { if (added === 'dup') this.stats.duplicates++; else this.stats.malformed++; return; }
+    // Chunks before one that is visibly being sent have been sent in full: their gaps are losses
+    // to NACK. "Visibly" = 8 agreeing fragments, or a verified chunk (see #accept): random
+    // forgeries practically never agree that often, so they cannot trigger premature NACKs.
+    if (a.have >= 8 && h.index > this.#frontier) this.#frontier = h.index;
     if (a.complete()) {
       this.#partial.delete(h.index);
       if (this.#busy.size >= this.o.maxBacklog) return; // disk behind: NACK it later
-      void this.#accept(h.index, a.frame, a.frameLength, 'multicast');
+      void this.#accept(h.index, a.assemble(), a.frameLength, 'multicast');
     }
   }
 
@@ -248,7 +252,7 @@ export class MulticastReceiver {
   #onControl(msg: Buffer): void {
     try {
       const { value: h } = decodeHeader(msg);
-      if (h.type !== TYPE.CONTROL || h.session !== this.#session) { this.stats.foreign++; return; }
+      if (h.type !== TYPE.CONTROL || h.session !== (this.#session ?? 0)) { this.stats.foreign++; return; }
       const c = decodeControl(msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength));
       if (c.receiver !== this.id) return;
       if (c.command === CONTROL.DONE_ACK) this.#doneAck = true;
@@ -269,6 +273,7 @@ export class MulticastReceiver {
       const data = new Uint8Array(r.buf as ArrayBuffer, 0, e.length);
       for (const b of e.blocks) await (this.#writer as DiskWriter).writeBlock(b, data, r.hash as string);
       (this.#have as Bits).set(index);
+      if (via === 'multicast' && index > this.#frontier) this.#frontier = index;
       this.#written += e.length * e.blocks.length;
       if (via === 'multicast') this.stats.viaMulticast++; else this.stats.viaUnicast++;
       this.o.onProgress?.({ have: (this.#have as Bits).count, total: this.#table.length, written: this.#written, mode: this.#mode });
@@ -302,9 +307,15 @@ export class MulticastReceiver {
   }
 
   #status(): void {
-    if (!this.#sender || this.#session === undefined) return;
+    if (!this.#sender && this.#mode === 'unicast') {
+      // Never heard the session (multicast blocked): report to the sender's unicast port anyway,
+      // with session 0, so the session knows this machine and waits for it.
+      const url = this.#img?.url ?? this.o.imageUrl;
+      if (url) this.#sender = { address: new URL(url).hostname, port: this.o.port };
+    }
+    if (!this.#sender) return;
     const state = this.#done ? STATE.DONE : this.#mode === 'unicast' ? STATE.UNICAST : STATE.RECEIVING;
-    this.#sendCtl(encodeStatus(this.#session, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written }));
+    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written }));
   }
 
   #sendCtl(buf: Buffer): void {

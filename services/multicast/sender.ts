@@ -42,7 +42,7 @@ export interface SenderOptions extends Partial<typeof SENDER_DEFAULTS> {
 }
 
 export interface ReceiverState {
-  id: number; address: string; port: number; state: 'receiving' | 'done' | 'failed' | 'unicast' | 'lost';
+  id: number; address: string; port: number; state: 'receiving' | 'done' | 'failed' | 'unicast' | 'lost' | 'replaced';
   have: number; total: number; written: number; backlog: number; drops: number; lastSeen: number; joinedAt: number; doneAt?: number;
   nackedFrags: number; slowStrikes: number;
 }
@@ -258,7 +258,8 @@ export class MulticastSender extends EventEmitter {
   #onMessage(msg: Buffer, address: string, port: number): void {
     try {
       const { value: h } = decodeHeader(msg);
-      if (h.session !== this.session) { this.stats.foreign++; return; }
+      // Session 0: a receiver that never heard our multicast and works over HTTP (STATUS only).
+      if (h.session !== this.session && !(h.session === 0 && h.type === TYPE.STATUS)) { this.stats.foreign++; return; }
       const payload = msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength);
       if (h.type === TYPE.NACK) {
         const n = decodeNack(payload);
@@ -273,7 +274,7 @@ export class MulticastSender extends EventEmitter {
         if (s.drops > r.drops) r.drops = s.drops;
         if (s.state === STATE.DONE) {
           if (r.state !== 'done') { r.state = 'done'; r.doneAt = Date.now(); this.emit('receiver-done', r); }
-          this.#unicastTo(r, encodeControl(this.session, { receiver: r.id, command: CONTROL.DONE_ACK }));
+          this.#unicastTo(r, encodeControl(h.session, { receiver: r.id, command: CONTROL.DONE_ACK }));
         } else if (s.state === STATE.FAILED) {
           r.state = 'failed';
         } else if (s.state === STATE.UNICAST && r.state !== 'done') {
@@ -296,7 +297,7 @@ export class MulticastSender extends EventEmitter {
       // A machine that rebooted mid-session comes back with a new receiver id from the same
       // address: the old entry will never finish, so it no longer holds the session open.
       for (const old of this.receivers.values()) {
-        if (old.address === address && (old.state === 'receiving' || old.state === 'unicast')) { old.state = 'lost'; this.emit('receiver-lost', old); }
+        if (old.address === address && (old.state === 'receiving' || old.state === 'unicast')) { old.state = 'replaced'; this.emit('receiver-replaced', old); }
       }
       r = { id, address, port, state: 'receiving', have: 0, total: this.#chunks.length, written: 0, backlog: 0, drops: 0, lastSeen: now, joinedAt: now, nackedFrags: 0, slowStrikes: 0 };
       this.receivers.set(id, r);

@@ -1,0 +1,52 @@
+// Hostile peer for tests: listens for the session's ANNOUNCE, then sends forged DATA datagrams
+// with VALID headers for that session (right magic, version, session id, plausible index,
+// fragment fields) and random payloads into the group. Bounded: argv[4] datagrams at most,
+// argv[5] seconds at most. Usage: node inject.ts IFADDR GROUP PORT COUNT SECONDS
+import { createSocket } from 'node:dgram';
+import { randomBytes, randomInt } from 'node:crypto';
+import { decodeHeader, encodeHeader, HEADER_LENGTH, TYPE } from '../../../services/multicast/wire.ts';
+import { decodeAnnounce } from '../../../services/multicast/messages.ts';
+
+const [ifaddr, group, portS, countS, secondsS] = process.argv.slice(2) as [string, string, string, string, string];
+const port = Number(portS);
+const deadline = Date.now() + Number(secondsS) * 1000;
+const listen = createSocket({ type: 'udp4', reuseAddr: true });
+const send = createSocket('udp4');
+let session: number | undefined;
+let chunks = 1;
+let sent = 0;
+
+listen.on('message', (msg) => {
+  try {
+    const { value: h } = decodeHeader(msg);
+    if (h.type === TYPE.ANNOUNCE && session === undefined) {
+      session = h.session;
+      chunks = decodeAnnounce(msg.subarray(HEADER_LENGTH)).chunks;
+      void blast();
+    }
+  } catch { /* not ours */ }
+});
+listen.bind(port, group, () => listen.addMembership(group, ifaddr));
+send.bind(0, ifaddr, () => send.setMulticastInterface(ifaddr));
+
+async function blast(): Promise<void> {
+  const fragSize = 1448;
+  while (sent < Number(countS) && Date.now() < deadline) {
+    for (let k = 0; k < 20; k++) {
+      const count = randomInt(1, 800);
+      const frag = randomInt(0, count);
+      const len = frag === count - 1 ? randomInt(1, fragSize + 1) : fragSize;
+      const out = Buffer.alloc(HEADER_LENGTH + len);
+      encodeHeader({ type: TYPE.DATA, session: session as number, index: randomInt(0, chunks), fragIndex: frag, fragCount: count, payloadLength: len, fragSize }, out);
+      randomBytes(len).copy(out, HEADER_LENGTH);
+      send.send(out, port, group);
+      sent++;
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  process.stdout.write(`${JSON.stringify({ sent, session })}\n`);
+  listen.close();
+  send.close();
+}
+
+setTimeout(() => { process.stdout.write(`${JSON.stringify({ sent, session })}\n`); process.exit(0); }, Number(secondsS) * 1000 + 5000).unref();

@@ -1,0 +1,110 @@
+// The multicast transport between network namespaces, through the real CLI: receivers write to
+// files that must be bit-exact copies of the captured disk, whatever the network does.
+import { describe, it, expect, beforeAll, afterAll, afterEach } from '@jest/globals';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ImageStore, captureImage } from '../../../services/image/index.ts';
+import { Lab, canMakeLab } from '../../../scripts/lab/netns.ts';
+import { prng } from '../../helpers/disks.ts';
+import { send, receive, sleep } from './session.ts';
+
+const ok = canMakeLab();
+const d = ok ? describe : describe.skip;
+if (!ok) console.warn('multicast tests skipped: they need root and network namespaces');
+
+let work: string;
+let store: string;
+let disk: Buffer;
+let lab: Lab | undefined;
+
+beforeAll(async () => {
+  if (!ok) return;
+  work = mkdtempSync(join(tmpdir(), 'rc-test-mcast-'));
+  store = join(work, 'store');
+  // 40 MiB disk: incompressible, text and zero regions; 1 MiB blocks give 30-odd chunks
+  disk = Buffer.alloc(40 << 20);
+  prng(11, 20 << 20).copy(disk, 1 << 20);
+  Buffer.from('rackcast multicast test\n'.repeat(300000)).copy(disk, 24 << 20);
+  const src = join(work, 'disk.img');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(src, disk);
+  await captureImage({ store: ImageStore.open(store), source: src, name: 'rack', blockSize: 1 << 20 });
+});
+
+afterEach(async () => { await lab?.destroy(); lab = undefined; });
+afterAll(() => { if (work) rmSync(work, { recursive: true, force: true }); });
+
+function same(path: string): boolean {
+  return readFileSync(path).equals(disk);
+}
+
+d('multicast transfer', () => {
+  it.each([[0], [10], [50]])('loss %i‰ on one receiver: both receivers bit-exact', async (permille) => {
+    lab = new Lab({ hosts: 3 });
+    if (permille) lab.loss(2, permille);
+    const s = send(lab, store, 'rack', ['--min-receivers', '2']);
+    const r = [1, 2].map((h) => receive(lab as Lab, h, join(work, `out-${permille}-${h}.img`)));
+    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
+    expect(sr?.code).toBe(0);
+    expect(sr?.json?.reason).toBe('complete');
+    for (const x of rr) expect(x.code).toBe(0);
+    expect(same(join(work, `out-${permille}-1.img`))).toBe(true);
+    expect(same(join(work, `out-${permille}-2.img`))).toBe(true);
+    if (permille) expect(Number(sr?.json?.repairPackets)).toBeGreaterThan(0);
+  });
+
+  it('a late joiner and a receiver killed and restarted mid-session finish bit-exact', async () => {
+    lab = new Lab({ hosts: 4 });
+    const s = send(lab, store, 'rack', ['--min-receivers', '2', '--rate', '60m']);
+    const early = receive(lab, 1, join(work, 'early.img'));
+    const doomed = receive(lab, 3, join(work, 'rebooted.img'));
+    await sleep(2500); // mid first pass (~5 s at 60 Mbit/s)
+    doomed.child.kill('SIGKILL');
+    await doomed.done;
+    const late = receive(lab, 2, join(work, 'late.img'));
+    const reborn = receive(lab, 3, join(work, 'rebooted.img'));
+    const [sr, ...rr] = await Promise.all([s.done, early.done, late.done, reborn.done]);
+    for (const x of rr) expect(x.code).toBe(0);
+    expect(sr?.code).toBe(0);
+    expect(same(join(work, 'early.img'))).toBe(true);
+    expect(same(join(work, 'late.img'))).toBe(true);
+    expect(same(join(work, 'rebooted.img'))).toBe(true);
+    const states = (sr?.json?.receivers as { state: string }[]).map((x) => x.state).sort();
+    expect(states).toEqual(['done', 'done', 'done', 'replaced']); // the killed instance came back as a new receiver
+  });
+
+  it('forged datagrams with valid headers write zero wrong bytes', async () => {
+    lab = new Lab({ hosts: 4 });
+    const injector = lab.spawn(3, process.execPath, [resolve('test/integration/multicast/inject.ts'), '10.77.0.4', '239.255.77.1', '9700', '30000', '6']);
+    let injOut = '';
+    injector.stdout?.on('data', (b: Buffer) => { injOut += b.toString(); });
+    const injectorExit = new Promise((res) => injector.once('exit', res));
+    await sleep(500);
+    const s = send(lab, store, 'rack', ['--min-receivers', '2', '--rate', '100m']);
+    const r = [1, 2].map((h) => receive(lab as Lab, h, join(work, `forged-${h}.img`)));
+    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
+    await injectorExit;
+    expect(sr?.code).toBe(0);
+    for (const x of rr) expect(x.code).toBe(0);
+    expect(same(join(work, 'forged-1.img'))).toBe(true);
+    expect(same(join(work, 'forged-2.img'))).toBe(true);
+    const injected = JSON.parse(injOut.trim().split('\n')[0] as string) as { sent: number };
+    expect(injected.sent).toBeGreaterThan(1000);
+    // the forgeries were seen and refused: as mismatched fragments, or as chunks failing their hash
+    const refused = rr.map((x) => Number(x.json?.malformed) + Number(x.json?.rejected) + Number(x.json?.duplicates));
+    for (const n of refused) expect(n).toBeGreaterThan(0);
+  });
+
+  it('with multicast blocked the receiver finishes over HTTP', async () => {
+    lab = new Lab({ hosts: 2 });
+    lab.dropMulticast(1);
+    const s = send(lab, store, 'rack', ['--min-receivers', '1']);
+    const r = receive(lab, 1, join(work, 'unicast.img'), ['--from', 'http://10.77.0.1:9701/images/rack', '--fallback', '1.5']);
+    const [sr, rr] = await Promise.all([s.done, r.done]);
+    expect(rr.code).toBe(0);
+    expect(rr.json?.mode).toBe('unicast');
+    expect(same(join(work, 'unicast.img'))).toBe(true);
+    expect(sr?.code).toBe(0);
+  });
+});
