@@ -31,6 +31,10 @@ export const ERROR_CODES = {
   RC_ERR_TARGET_INVALID: 'a restore target is neither a regular file nor a block device',
   // export files
   RC_ERR_EXPORT_INVALID: 'an export file is malformed, truncated or fails its checksum',
+  // network-boot services
+  RC_ERR_DHCP_CONFIG: 'the DHCP server configuration is incomplete or contradictory',
+  RC_ERR_DHCP_FOREIGN_SERVER: 'another DHCP server answers on the boot network',
+  RC_ERR_TFTP_CONFIG: 'the TFTP server configuration is invalid',
   // CLI usage
   RC_ERR_USAGE: 'a command line is incomplete or contradictory',
   RC_ERR_IO: 'an operating-system call failed during an operation',

@@ -7,11 +7,11 @@
 //   ns <prefix>h0 : eth0 10.77.0.1/24  (h0 = the appliance / sender by convention)
 //   ns <prefix>hK : eth0 10.77.0.(K+1)/24, route for 224.0.0.0/4 on eth0
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 
 export interface LabHost { index: number; ns: string; ip: string; mac: string; port: string }
 export interface LabOptions { hosts: number; prefix?: string; subnet?: string; mtu?: number; snooping?: boolean }
 
-let counter = 0;
 const live = new Set<Lab>();
 process.once('exit', () => { for (const l of live) l.destroySync(); });
 
@@ -25,15 +25,18 @@ export class Lab {
   readonly hosts: LabHost[] = [];
   readonly subnet: string;
   #children = new Set<ChildProcess>();
+  #created: string[] = []; // only these are ever deleted
   #destroyed = false;
 
   constructor(opts: LabOptions) {
-    this.prefix = opts.prefix ?? `rc${process.pid % 100000}${String.fromCharCode(97 + (counter++ % 26))}`;
+    // random: labs of concurrent test files and processes never share a name
+    this.prefix = opts.prefix ?? `rc${randomBytes(4).toString('hex')}`;
     this.subnet = opts.subnet ?? '10.77.0';
     this.sw = `${this.prefix}sw`;
     live.add(this);
     try {
       ip(['netns', 'add', this.sw]);
+      this.#created.push(this.sw);
       ip(['-n', this.sw, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', opts.snooping ? '1' : '0']);
       ip(['-n', this.sw, 'link', 'set', 'br0', 'up']);
       for (let i = 0; i < opts.hosts; i++) this.#addHost(i, opts.mtu ?? 1500);
@@ -49,6 +52,7 @@ export class Lab {
     const mac = `02:72:63:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}:01`;
     const addr = `${this.subnet}.${i + 1}`;
     ip(['netns', 'add', ns]);
+    this.#created.push(ns);
     ip(['-n', this.sw, 'link', 'add', port, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
     ip(['-n', this.sw, 'link', 'set', port, 'master', 'br0', 'up']);
     ip(['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -108,8 +112,7 @@ export class Lab {
     if (this.#destroyed) return;
     this.#destroyed = true;
     for (const c of this.#children) { try { c.kill('SIGKILL'); } catch { /* gone */ } }
-    for (const h of this.hosts) spawnSync('ip', ['netns', 'del', h.ns], { stdio: 'ignore' });
-    spawnSync('ip', ['netns', 'del', this.sw], { stdio: 'ignore' });
+    for (const ns of this.#created.reverse()) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
     live.delete(this);
   }
 
