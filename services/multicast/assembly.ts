@@ -30,7 +30,8 @@ export class Assembly {
       return 'mismatch';
     }
     if (this.#frags[k]) return 'dup';
-    this.#frags[k] = Buffer.from(payload); // a copy: the datagram's buffer is not ours to keep
+    // node:dgram hands every datagram its own buffer, so keeping a view of it costs no copy
+    this.#frags[k] = payload as Buffer;
     this.#have++;
     if (last) this.frameLength = k * fragSize + payload.length;
     this.updated = now;

@@ -24,7 +24,7 @@ export const RECEIVER_DEFAULTS = {
   port: SENDER_DEFAULTS.port,
   fallbackMs: 5000, // no multicast data this long → unicast
   nackIntervalMs: 30,
-  renackMs: 250,
+  renackMs: 120,
   statusMs: 500,
   maxPartial: 128, // chunks being reassembled at once
   maxBacklog: 32, // chunks waiting for verification/disk
@@ -51,6 +51,8 @@ export interface ReceiveReport {
   image: string; digest: string; session: number; seconds: number; chunks: number; bytesWritten: number;
   viaMulticast: number; viaUnicast: number; rejected: number; duplicates: number; malformed: number; foreign: number; nacksSent: number;
   mode: 'multicast' | 'unicast' | 'mixed';
+  /** seconds since start: first DATA of the session, every chunk written, target synced */
+  times: { firstData: number; allData: number; synced: number };
 }
 
 interface Loaded { manifest: Manifest; sig: SignatureFile; digest: string; url: string | undefined }
@@ -81,6 +83,8 @@ export class MulticastReceiver {
   #done = false;
   #doneAck = false;
   #pendingAnnounce?: Promise<void>;
+  #firstData = 0;
+  #times = { firstData: 0, allData: 0, synced: 0 };
 
   constructor(opts: ReceiverOptions) {
     this.o = { ...RECEIVER_DEFAULTS, ...opts };
@@ -107,16 +111,18 @@ export class MulticastReceiver {
       if (this.#failure) throw this.#failure;
       while (this.#busy.size) await new Promise<void>((r) => { this.#wake = r; setTimeout(r, 20); });
       if (this.#failure) throw this.#failure;
+      const tData = performance.now();
       const w = this.#writer as DiskWriter;
       await w.finishHoles();
       await w.close();
+      this.#times = { firstData: ((this.#firstData || tData) - t0) / 1000, allData: (tData - t0) / 1000, synced: (performance.now() - t0) / 1000 };
       this.#done = true;
       for (let k = 0; k < 15 && !this.#doneAck && this.#sender; k++) { this.#status(); await new Promise((r) => setTimeout(r, 200)); }
       const img = this.#img as Loaded;
       const { viaMulticast: m, viaUnicast: u } = this.stats;
       return {
         image: img.manifest.name, digest: img.digest, session: this.#session ?? 0, seconds: (performance.now() - t0) / 1000, chunks: this.#table.length,
-        bytesWritten: this.#written, ...this.stats, mode: u === 0 ? 'multicast' : m === 0 ? 'unicast' : 'mixed',
+        bytesWritten: this.#written, times: this.#times, ...this.stats, mode: u === 0 ? 'multicast' : m === 0 ? 'unicast' : 'mixed',
       };
     } catch (e) {
       if (this.#sender && this.#ctl) this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state: STATE.FAILED, have: this.#have?.count ?? 0, total: this.#table.length, backlog: 0, drops: 0, written: this.#written }));
@@ -198,6 +204,7 @@ export class MulticastReceiver {
     if (this.#session === undefined || h.session !== this.#session || !this.#have) { this.stats.foreign++; return; }
     this.stats.dataPackets++;
     this.#lastData = Date.now();
+    if (!this.#firstData) this.#firstData = performance.now();
     if (h.index >= this.#table.length) { this.stats.malformed++; return; }
     if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return; }
     let a = this.#partial.get(h.index);
@@ -296,7 +303,7 @@ export class MulticastReceiver {
     for (let i = 0; i < Math.min(this.#frontier, this.#table.length) && entries.length < limit; i++) {
       if (this.#have.has(i) || this.#busy.has(i) || now - (this.#lastNack[i] as number) < this.o.renackMs) continue;
       const a = this.#partial.get(i);
-      if (a) for (const [first, count] of a.gaps(16)) entries.push({ index: i, first, count });
+      if (a) for (const [first, count] of a.gaps(MAX_NACK_ENTRIES)) entries.push({ index: i, first, count });
       else entries.push({ index: i, first: 0, count: 0 });
       this.#lastNack[i] = now;
     }

@@ -238,14 +238,14 @@ export class MulticastSender extends EventEmitter {
     const count = this.#fragCount(index);
     const start = k * this.#fragSize;
     const len = Math.min(this.#fragSize, f.length - start);
-    const out = Buffer.allocUnsafe(HEADER_LENGTH + len);
-    encodeHeader({ type: TYPE.DATA, session: this.session, index, fragIndex: k, fragCount: count, payloadLength: len, fragSize: this.#fragSize }, out);
-    f.copy(out, HEADER_LENGTH, start, start + len);
+    const head = Buffer.allocUnsafe(HEADER_LENGTH);
+    encodeHeader({ type: TYPE.DATA, session: this.session, index, fragIndex: k, fragCount: count, payloadLength: len, fragSize: this.#fragSize }, head);
     let t = this.#lastSent.get(index);
     if (!t) { t = new Float64Array(count); this.#lastSent.set(index, t); }
     t[k] = performance.now();
-    this.#send(out);
-    return out.length;
+    // header and a view of the frame go out as one datagram (sendmsg with two iovecs): no copy
+    this.#sendParts(head, f.subarray(start, start + len));
+    return HEADER_LENGTH + len;
   }
 
   #send(buf: Buffer): void {
@@ -253,6 +253,13 @@ export class MulticastSender extends EventEmitter {
     this.stats.bytesSent += buf.length;
     this.stats.packetsSent++;
     this.#sock.send(buf, this.o.port, this.o.group);
+  }
+
+  #sendParts(head: Buffer, body: Buffer): void {
+    if (!this.#sock || this.#closed) return;
+    this.stats.bytesSent += head.length + body.length;
+    this.stats.packetsSent++;
+    this.#sock.send([head, body], this.o.port, this.o.group);
   }
 
   #onMessage(msg: Buffer, address: string, port: number): void {
@@ -264,7 +271,12 @@ export class MulticastSender extends EventEmitter {
       if (h.type === TYPE.NACK) {
         const n = decodeNack(payload);
         const r = this.#touch(n.receiver, address, port);
-        if (r.state === 'unicast' || r.state === 'done') return;
+        if (r.state === 'done') return;
+        if (r.state === 'unicast') {
+          // it still NACKs: our CONTROL was lost, say it again (its STATUS will say UNICAST once it heard)
+          this.#unicastTo(r, encodeControl(this.session, { receiver: r.id, command: CONTROL.UNICAST }));
+          return;
+        }
         this.stats.nacks++;
         for (const e of n.entries) this.#queueRepair(e.index, e.first, e.count, r);
       } else if (h.type === TYPE.STATUS) {
@@ -340,34 +352,39 @@ export class MulticastSender extends EventEmitter {
   }
 
   /**
-   * Once a second: receivers whose socket drops grew are overrun. If most of the group is, slow
-   * down; if only a few are, they get strikes and after three are moved to unicast. Otherwise
-   * creep back up towards the configured maximum. Random wire loss (NACKs without socket drops)
-   * does not lower the rate: repairs handle it.
+   * Once a second: a receiver is overrun when its socket drops grew, its disk backlog is long, or
+   * it NACKed more than a third of what was sent in that second (a link or host slower than the
+   * group's rate; random wire loss of a few percent does not count, repairs handle it). If most
+   * of the group is overrun, slow down; if only some are, they get strikes and after three are
+   * moved to unicast so they stop holding the others back. Otherwise creep back up to the maximum.
    */
-  #prevDrops = new Map<number, number>();
+  #prev = new Map<number, { drops: number; nacked: number }>();
+  #prevPackets = 0;
   #adapt(): void {
+    const sent = this.stats.packetsSent - this.#prevPackets;
+    this.#prevPackets = this.stats.packetsSent;
     const active = [...this.receivers.values()].filter((r) => r.state === 'receiving');
     if (!active.length) return;
-    const overrun = active.filter((r) => {
-      const prev = this.#prevDrops.get(r.id) ?? r.drops;
-      this.#prevDrops.set(r.id, r.drops);
-      return r.drops - prev > 50 || r.backlog > 64;
-    });
-    if (overrun.length * 2 > active.length) {
-      this.#setRate(Math.max(this.o.minRateMbit, this.#rateMbit * 0.75));
-    } else {
-      for (const r of active) {
-        if (overrun.includes(r)) r.slowStrikes++; else r.slowStrikes = Math.max(0, r.slowStrikes - 1);
-        if (r.slowStrikes >= 3 && active.length > 1) {
-          r.state = 'unicast';
-          this.o.logger?.warn({ receiver: r.id.toString(16), address: r.address }, 'receiver cannot keep up: moved to unicast');
-          this.#unicastTo(r, encodeControl(this.session, { receiver: r.id, command: CONTROL.UNICAST }));
-          this.emit('receiver-unicast', r);
-        }
-      }
-      if (!overrun.length) this.#setRate(Math.min(this.o.rateMbit, this.#rateMbit * 1.1));
+    const overrun = new Set<ReceiverState>();
+    for (const r of active) {
+      const p = this.#prev.get(r.id) ?? { drops: r.drops, nacked: r.nackedFrags };
+      this.#prev.set(r.id, { drops: r.drops, nacked: r.nackedFrags });
+      if (r.drops - p.drops > 50 || r.backlog > 64 || (sent > 200 && r.nackedFrags - p.nacked > sent / 3)) overrun.add(r);
     }
+    if (overrun.size * 2 > active.length) {
+      this.#setRate(Math.max(this.o.minRateMbit, this.#rateMbit * 0.75));
+      return;
+    }
+    for (const r of active) {
+      if (overrun.has(r)) r.slowStrikes++; else r.slowStrikes = Math.max(0, r.slowStrikes - 1);
+      if (r.slowStrikes >= 3 && active.length > 1) {
+        r.state = 'unicast';
+        this.o.logger?.warn({ receiver: r.id.toString(16), address: r.address }, 'receiver cannot keep up: moved to unicast');
+        this.#unicastTo(r, encodeControl(this.session, { receiver: r.id, command: CONTROL.UNICAST }));
+        this.emit('receiver-unicast', r);
+      }
+    }
+    if (!overrun.size) this.#setRate(Math.min(this.o.rateMbit, this.#rateMbit * 1.1));
   }
 
   #setRate(mbit: number): void {
