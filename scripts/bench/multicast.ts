@@ -40,7 +40,7 @@ function makeLab(): Lab {
   return lab;
 }
 
-interface Result { seconds: number; perReceiver: number[]; bitExact: boolean; wireBytes: number; extraBytesPct?: number; sender?: Record<string, number> }
+interface Result { seconds: number; perReceiver: number[]; bitExact: boolean; wireBytes: number; extraBytesPct?: number; sender?: Record<string, number>; receiverTimes?: Record<string, number>[] }
 
 async function rackcast(store: string, expect: Buffer): Promise<Result> {
   const lab = makeLab();
@@ -51,20 +51,25 @@ async function rackcast(store: string, expect: Buffer): Promise<Result> {
     const t0 = performance.now();
     const tx = spawnIn(lab, 0, process.execPath, [BIN, 'mcast', 'send', 'bench', '--interface', 'eth0', '--store', store, '--min-receivers', String(N),
       '--rate', `${rateMbit * 0.97}m`, '--mtu', String(mtu), '--json'], LIMIT_S);
-    const ends = await Promise.all(rx.map((p) => p.then(() => (performance.now() - t0) / 1000)));
+    const ends: number[] = [];
+    const times = await Promise.all(rx.map((p, k) => p.then((o) => {
+      ends[k] = (performance.now() - t0) / 1000;
+      return (JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number> }).times;
+    })));
     const s = await tx;
     const seconds = Math.max(...ends);
     const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number };
     const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(work, `rc-out-${k + 1}.img`)).equals(expect)).every(Boolean);
     return { seconds, perReceiver: ends, bitExact, wireBytes: txBytes(lab, 0) - tx0, extraBytesPct: report.extraBytesPct,
-      sender: { firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets } };
+      receiverTimes: times, sender: { firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets } };
   } finally { await lab.destroy(); }
 }
 
 async function udpcast(file: string, expect: Buffer): Promise<Result> {
   const lab = makeLab();
   try {
-    const rx = Array.from({ length: N }, (_, k) => spawnIn(lab, k + 1, 'udp-receiver', ['--interface', 'eth0', '--file', join(work, `uc-out-${k + 1}`), '--nokbd', '--no-progress'], LIMIT_S));
+    // the same durability as rackcast's receivers, which fsync the target before they report done
+    const rx = Array.from({ length: N }, (_, k) => spawnIn(lab, k + 1, 'sh', ['-c', `udp-receiver --interface eth0 --file ${join(work, `uc-out-${k + 1}`)} --nokbd --no-progress && sync ${join(work, `uc-out-${k + 1}`)}`], LIMIT_S));
     await new Promise((r) => setTimeout(r, 300));
     const tx0 = txBytes(lab, 0);
     const t0 = performance.now();
@@ -104,7 +109,7 @@ try {
   const out = {
     receivers: N, lossPct, rateMbit, mtu, bytes, slowMiBps: slow ?? null,
     rackcast: r && { seconds: r.seconds, efficiency: bytes / (r.seconds * rateBps), extraBytesPct: r.extraBytesPct,
-      wireExtraPct: (r.wireBytes / perPkt(mtu - 52, 24) - 1) * 100, bitExact: r.bitExact, perReceiver: r.perReceiver, othersSeconds: others(r), sender: r.sender },
+      wireExtraPct: (r.wireBytes / perPkt(mtu - 52, 24) - 1) * 100, bitExact: r.bitExact, perReceiver: r.perReceiver, othersSeconds: others(r), sender: r.sender, receiverTimes: r.receiverTimes },
     udpcast: u && { seconds: u.seconds, efficiency: bytes / (u.seconds * rateBps), extraBytesPct: (u.wireBytes / perPkt(mtu - 28 - 8 - 14 - 8, 8) - 1) * 100,
       bitExact: u.bitExact, perReceiver: u.perReceiver, othersSeconds: others(u) },
     ratio: r && u ? r.seconds / u.seconds : null,

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { RackcastError, isRackcastError } from '../errors.ts';
 import type { ImageStore, OpenImage } from '../image/store.ts';
-import { verifyChunks, problemError } from '../image/restore.ts';
+import { WorkerPool } from '../image/worker-pool.ts';
 import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
 import { decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, TYPE } from './wire.ts';
 import { CONTROL, STATE, decodeNack, decodeStatus, encodeAnnounce, encodeControl, encodeEnd } from './messages.ts';
@@ -70,6 +70,8 @@ export class MulticastSender extends EventEmitter {
   #pacer: Pacer;
   #rateMbit: number;
   #started = false;
+  #verifiedUpTo = 0;
+  #failure: unknown;
   #idleAnnounced = false;
   #passSeconds: number | undefined;
   #closed = false;
@@ -88,9 +90,34 @@ export class MulticastSender extends EventEmitter {
   async #prepare(): Promise<void> {
     this.#img = this.o.store.open(this.o.image);
     this.#chunks = chunkTable(this.#img.manifest);
-    if (this.o.verify) {
-      const v = await verifyChunks(this.o.store, this.#img);
-      if (v.problems.length) throw problemError(v);
+    this.#verifiedUpTo = this.o.verify ? 0 : this.#chunks.length;
+  }
+
+  /**
+   * Verify chunks (decompress + SHA-256, in worker threads) in pass order, ahead of the first
+   * pass, while the session is already running: nothing unverified is ever sent, and the wait
+   * for receivers or the pacing hides the cost. A bad chunk aborts the session.
+   */
+  async #verifyAhead(): Promise<void> {
+    if (!this.o.verify) return;
+    const pool = new WorkerPool({ root: this.o.store.root, level: 3 });
+    const done = new Uint8Array(this.#chunks.length);
+    try {
+      const inflight = new Set<Promise<void>>();
+      for (const c of this.#chunks) {
+        if (this.#closed || this.#failure) break;
+        await pool.ready();
+        const p: Promise<void> = pool.run({ op: 'check', hash: c.hash, length: c.length, image: this.o.image })
+          .then(() => {
+            done[c.index] = 1;
+            while (this.#verifiedUpTo < done.length && done[this.#verifiedUpTo]) this.#verifiedUpTo++;
+          }, (e: unknown) => { this.#failure ??= e; })
+          .finally(() => inflight.delete(p));
+        inflight.add(p);
+      }
+      await Promise.all(inflight);
+    } finally {
+      await pool.close();
     }
   }
 
@@ -128,6 +155,7 @@ export class MulticastSender extends EventEmitter {
     try { sock.setSendBufferSize(4 << 20); } catch { /* capped by wmem_max */ }
     this.o.logger?.info({ session: this.session, image: this.o.image, chunks: this.#chunks.length, group: this.o.group, port: this.o.port }, 'multicast session ready');
     this.#t0 = performance.now();
+    const verifying = this.#verifyAhead();
     const waitStart = Date.now();
     let reason: SessionReport['reason'] = 'complete';
     let lastAnnounce = 0;
@@ -144,6 +172,7 @@ export class MulticastSender extends EventEmitter {
           this.emit('start', { receivers: joined });
         } else { await sleep(20); continue; }
       }
+      if (this.#failure) break;
       if (this.o.deadlineMs > 0 && performance.now() - this.#t0 >= this.o.deadlineMs) { reason = 'deadline'; break; }
       if (now - lastAdapt >= 1000) { lastAdapt = now; this.#adapt(); }
       if (this.#finished()) break;
@@ -152,7 +181,7 @@ export class MulticastSender extends EventEmitter {
         // Idle: tell receivers at once that everything has been sent, so they NACK their last
         // gaps now rather than at the next periodic announce.
         if (!this.#idleAnnounced) { this.#idleAnnounced = true; this.#announce(); }
-        this.#passSeconds ??= (performance.now() - this.#t0) / 1000;
+        if (this.#pass >= this.#chunks.length) this.#passSeconds ??= (performance.now() - this.#t0) / 1000;
         await sleep(2);
       } else {
         if (this.#idleAnnounced) this.#pacer.reset();
@@ -160,7 +189,7 @@ export class MulticastSender extends EventEmitter {
         await new Promise<void>((r) => setImmediate(r)); // let NACKs and STATUS in between bursts
       }
     }
-    if (this.#closed) reason = 'aborted';
+    if (this.#closed || this.#failure) reason = 'aborted';
     for (let k = 0; k < 3; k++) { this.#send(encodeEnd(this.session, reason === 'complete' ? 0 : reason === 'deadline' ? 1 : 2)); await sleep(30); }
     const seconds = (performance.now() - this.#t0) / 1000;
     const frameBytes = this.#chunks.reduce((a, c) => a + this.#frameLen(c.index), 0);
@@ -171,6 +200,8 @@ export class MulticastSender extends EventEmitter {
       finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed,
     };
     await this.close();
+    await verifying;
+    if (this.#failure) throw this.#failure;
     return report;
   }
 
@@ -204,7 +235,7 @@ export class MulticastSender extends EventEmitter {
       const fresh = recent ? frags.filter((k) => now - (recent[k] ?? 0) >= this.o.repairHoldMs) : frags;
       if (fresh.length) return { index, frags: fresh, repair: true };
     }
-    if (this.#pass < this.#chunks.length) {
+    if (this.#pass < this.#verifiedUpTo) {
       const index = this.#pass++;
       return { index, frags: Array.from({ length: this.#fragCount(index) }, (_, k) => k), repair: false };
     }
