@@ -33,7 +33,9 @@ export class Pacer {
 
   #refill(): void {
     const now = performance.now();
-    this.#tokens = Math.min(this.#rate * this.#carryMs / 1000, this.#tokens + (now - this.#last) / 1000 * this.#rate);
+    // at low rates the carry window holds less than one jumbo datagram: keep at least that much
+    const cap = Math.max(this.#rate * this.#carryMs / 1000, this.#rate * this.#burstMs / 1000, 9000);
+    this.#tokens = Math.min(cap, this.#tokens + (now - this.#last) / 1000 * this.#rate);
     this.#last = now;
   }
 

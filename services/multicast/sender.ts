@@ -403,7 +403,7 @@ export class MulticastSender extends EventEmitter {
       if (r.drops - p.drops > 50 || r.backlog > 64 || (sent > 200 && r.nackedFrags - p.nacked > sent / 3)) overrun.add(r);
     }
     if (overrun.size * 2 > active.length) {
-      this.#setRate(Math.max(this.o.minRateMbit, this.#rateMbit * 0.75));
+      this.#setRate(Math.max(Math.min(this.o.minRateMbit, this.o.rateMbit), this.#rateMbit * 0.75));
       return;
     }
     for (const r of active) {

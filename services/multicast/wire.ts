@@ -98,7 +98,7 @@ export function decodeHeader(buf: Uint8Array, offset = 0): { value: Header; byte
 
 /** Payload bytes that fit in one datagram for a link MTU (IPv4 20 + UDP 8 + our header). */
 export function fragSizeFor(mtu: number): number {
+  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new RackcastError('RC_ERR_USAGE', `MTU ${mtu} out of range (an integer, 576 … 65535)`);
   const s = mtu - 20 - 8 - HEADER_LENGTH;
-  if (s < 64 || s > 65507 - HEADER_LENGTH) throw new RackcastError('RC_ERR_USAGE', `MTU ${mtu} out of range (576 … 65535)`);
   return Math.min(s, 0xffff);
 }
