@@ -6,6 +6,7 @@
 //   load   chunk file → decompress into a block buffer → hash must equal → block returned
 //   check  like load, without returning the data (verify)
 //   put    a frame from outside (import) → decompress → hash must equal → stored if missing
+//   checkFrame  like check, for a frame read by the caller
 //   unpack a frame from outside (multicast, HTTP) → decompress into a block buffer → hash must
 //          equal → block returned (nothing stored)
 import { parentPort, workerData, threadId } from 'node:worker_threads';
@@ -22,7 +23,8 @@ export type Job =
   | { op: 'load'; hash: string; length: number; buf: ArrayBuffer; image: string }
   | { op: 'check'; hash: string; length: number; image: string }
   | { op: 'put'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string }
-  | { op: 'unpack'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; buf: ArrayBuffer; image: string };
+  | { op: 'unpack'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; buf: ArrayBuffer; image: string }
+  | { op: 'checkFrame'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string };
 export type Reply =
   | { ok: true; hole?: boolean; hash?: string; stored?: number; existed?: boolean; buf?: ArrayBuffer }
   | { ok: false; code: string; message: string; fields: Record<string, unknown>; buf?: ArrayBuffer };
@@ -112,6 +114,10 @@ function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
       return { reply: { ok: true, hash: job.hash, buf: job.buf }, transfer: [job.buf] };
     }
     if (checkBuf.length < job.length) checkBuf = Buffer.allocUnsafe(job.length);
+    if (job.op === 'checkFrame') {
+      verifyFrame(job.hash, Buffer.from(job.frame, 0, job.frameLength), checkBuf.subarray(0, job.length), job.image);
+      return { reply: { ok: true, hash: job.hash }, transfer: [] };
+    }
     if (job.op === 'put') {
       const frame = Buffer.from(job.frame, 0, job.frameLength);
       verifyFrame(job.hash, frame, checkBuf.subarray(0, job.length), job.image);

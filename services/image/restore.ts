@@ -7,6 +7,7 @@ import { DiskWriter } from './disk-writer.ts';
 import { blockHashes, blockLength, uniqueHashes, type Manifest } from './manifest.ts';
 import { ImageStore, type OpenImage } from './store.ts';
 import { WorkerPool } from './worker-pool.ts';
+import { readAhead, readFrame } from './chunk-reader.ts';
 
 export interface Progress { phase: 'verify' | 'write'; done: number; total: number }
 export interface VerifyProblem { chunk: string; code: string; message: string }
@@ -26,23 +27,19 @@ export async function verifyChunks(store: ImageStore, img: OpenImage, opts: { wo
   let done = 0;
   const total = [...lengths.values()].reduce((a, b) => a + b, 0);
   try {
-    const inflight = new Set<Promise<void>>();
-    for (const hash of uniqueHashes(m)) {
-      await pool.ready(); // bounded: a million-chunk image does not queue a million jobs
+    await readAhead(uniqueHashes(m), (hash) => readFrame(store.root, hash, m.name), async (hash, f, readErr) => {
       const length = lengths.get(hash) as number;
-      const p: Promise<void> = pool.run({ op: 'check', hash, length, image: m.name })
-        .then(() => undefined, (e: unknown) => {
-          const err = e as RackcastError;
-          problems.push({ chunk: hash, code: err.code, message: err.message });
-        })
-        .finally(() => {
-          inflight.delete(p);
-          done += length;
-          opts.onProgress?.({ phase: 'verify', done, total });
-        });
-      inflight.add(p);
-    }
-    await Promise.all(inflight);
+      try {
+        if (readErr) throw readErr;
+        const { frame, frameLength } = f as { frame: ArrayBuffer; frameLength: number };
+        await pool.run({ op: 'checkFrame', hash, length, frame, frameLength, image: m.name }, [frame]);
+      } catch (e) {
+        const err = e as RackcastError;
+        problems.push({ chunk: hash, code: err.code ?? 'RC_ERR_IO', message: err.message });
+      }
+      done += length;
+      opts.onProgress?.({ phase: 'verify', done, total });
+    });
   } finally {
     if (!opts.pool) await pool.close();
   }
@@ -85,33 +82,21 @@ export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
     let holes = 0;
     try {
       const hashes = blockHashes(m);
-      const free: ArrayBuffer[] = Array.from({ length: pool.size * 3 }, () => new ArrayBuffer(m.blockSize));
-      let wake: (() => void) | undefined;
-      let failure: unknown;
-      const inflight = new Set<Promise<void>>();
+      const data = hashes.flatMap((h, i) => (h ? [i] : []));
+      holes = hashes.length - data.length;
       let done = 0;
-      for (let i = 0; i < hashes.length && !failure; i++) {
-        const hash = hashes[i];
+      // chunk files are read ahead on this thread; workers decompress and re-hash each into its
+      // own block buffer; the block is written only after that check (DiskWriter checks the index)
+      await readAhead(data, (i) => readFrame(o.store.root, hashes[i] as string, m.name), async (i, f, readErr) => {
+        if (readErr) throw readErr;
+        const { frame, frameLength } = f as { frame: ArrayBuffer; frameLength: number };
         const length = blockLength(m, i);
-        if (!hash) { holes++; continue; }
-        while (!free.length && !failure) await new Promise<void>((r) => { wake = r; });
-        if (failure) break;
-        const buf = free.pop() as ArrayBuffer;
-        const p = pool.run({ op: 'load', hash, length, buf, image: m.name }, [buf])
-          .then(async (r) => {
-            const out = r.buf as ArrayBuffer;
-            await writer.writeBlock(i, new Uint8Array(out, 0, length), r.hash as string);
-            written += length;
-            done += length;
-            free.push(out);
-            o.onProgress?.({ phase: 'write', done, total: m.disk.size });
-          })
-          .catch((e: unknown) => { failure ??= e; })
-          .finally(() => { inflight.delete(p); wake?.(); wake = undefined; });
-        inflight.add(p);
-      }
-      await Promise.all(inflight);
-      if (failure) throw failure;
+        const r = await pool.run({ op: 'unpack', hash: hashes[i] as string, length, frame, frameLength, buf: new ArrayBuffer(length), image: m.name }, [frame]);
+        await writer.writeBlock(i, new Uint8Array(r.buf as ArrayBuffer, 0, length), r.hash as string);
+        written += length;
+        done += length;
+        o.onProgress?.({ phase: 'write', done, total: m.disk.size });
+      }, pool.size * 4);
       await writer.finishHoles((n) => { done += n; o.onProgress?.({ phase: 'write', done, total: m.disk.size }); });
     } finally {
       await writer.close();
