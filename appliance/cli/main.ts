@@ -3,6 +3,7 @@
 import { RackcastError, isRackcastError } from '../../services/errors.ts';
 import { imageCommand, IMAGE_USAGE } from './image.ts';
 import { mcastCommand, MCAST_USAGE } from './mcast.ts';
+import { serveCommand, taskCommand, machineCommand, SERVE_USAGE } from './serve.ts';
 
 export const USAGE = `rackcast — network-boot disk imaging
 
@@ -11,6 +12,7 @@ usage: rackcast <command> [options]
 commands:
 ${IMAGE_USAGE}
 ${MCAST_USAGE}
+${SERVE_USAGE}
 
 global options:
   --store DIR, --data-dir DIR   data directory (default: $RACKCAST_DATA_DIR or /var/lib/rackcast)
@@ -35,6 +37,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     }
     if (cmd === 'image') return await imageCommand(rest, env);
     if (cmd === 'mcast') return await mcastCommand(rest, env);
+    if (cmd === 'serve') return await serveCommand(rest, env);
+    if (cmd === 'task') return await taskCommand(rest, env);
+    if (cmd === 'machine') return await machineCommand(rest, env);
     throw new RackcastError('RC_ERR_USAGE', `unknown command "${cmd}" (try rackcast --help)`);
   } catch (e) {
     if (isRackcastError(e)) {

@@ -1,0 +1,65 @@
+// The appliance's HTTP side (fastify): per-machine iPXE scripts, boot artifacts, images for the
+// data plane (manifest, signature, chunks — what receivers fetch), and a health check. The REST
+// API, web UI and live progress (issue 6) mount here too.
+import Fastify, { type FastifyInstance } from 'fastify';
+import { join } from 'node:path';
+import { HASH_HEX } from '../../services/image/chunk-path.ts';
+import { IMAGE_NAME } from '../../services/image/manifest.ts';
+import type { ImageStore } from '../../services/image/store.ts';
+import { environmentScript, localDiskScript, DEFAULT_ARTIFACTS, type BootArtifacts } from '../boot/script.ts';
+import { normalizeMac, type Store } from '../store/db.ts';
+import { sendFile } from './files.ts';
+
+export interface AppOptions {
+  store: Store;
+  images: ImageStore;
+  dataDir: string;
+  /** http://address:port as machines reach it */
+  baseUrl: string;
+  unknown: 'register' | 'ignore';
+  artifacts?: BootArtifacts;
+  logger?: boolean | object;
+}
+
+const ARTIFACT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
+
+export function buildApp(o: AppOptions): FastifyInstance {
+  const app = Fastify({ logger: o.logger ?? false, trustProxy: false });
+
+  app.get('/api/v1/health', async () => ({ ok: true, images: o.images.names().length, machines: o.store.machines().length }));
+
+  app.get<{ Params: { file: string } }>('/boot/:file', async (req, reply) => {
+    const m = /^(.+)\.ipxe$/.exec(req.params.file);
+    const mac = m ? normalizeMac(m[1] as string) : undefined;
+    if (!mac) return reply.code(404).type('text/plain').send('not found: expected /boot/<mac>.ipxe\n');
+    const isNew = o.store.sawMachine(mac);
+    let a = o.store.assignment(mac);
+    if (!a && isNew && o.unknown === 'register') {
+      o.store.createTask('register', null, [mac]);
+      a = o.store.assignment(mac);
+    }
+    reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
+    if (!a) return localDiskScript(mac, isNew ? 'unknown machine (policy: ignore)' : 'no task');
+    if (a.state === 'pending') o.store.setMachineState(a.taskId, mac, 'booting');
+    return environmentScript(o.baseUrl, mac, a, o.artifacts ?? DEFAULT_ARTIFACTS);
+  });
+
+  const files = (dir: string, type: string) => async (req: import('fastify').FastifyRequest<{ Params: { name: string } }>, reply: import('fastify').FastifyReply) => {
+    if (!ARTIFACT.test(req.params.name)) return reply.code(404).send();
+    return sendFile(req, reply, join(o.dataDir, dir, req.params.name), type);
+  };
+  app.get('/boot/files/:name', files('boot', 'application/octet-stream'));
+  app.get('/boot/bin/:name', files('tftp', 'application/octet-stream'));
+
+  app.get<{ Params: { name: string; file: string } }>('/images/:name/:file', async (req, reply) => {
+    const { name, file } = req.params;
+    if (!IMAGE_NAME.test(name) || (file !== 'manifest.json' && file !== 'manifest.sig')) return reply.code(404).send();
+    return sendFile(req, reply, join(o.images.root, 'images', name, file), 'application/json');
+  });
+  app.get<{ Params: { hash: string } }>('/chunks/:hash', async (req, reply) => {
+    if (!HASH_HEX.test(req.params.hash)) return reply.code(404).send();
+    reply.header('cache-control', 'public, max-age=31536000, immutable');
+    return sendFile(req, reply, o.images.chunkPath(req.params.hash), 'application/zstd');
+  });
+  return app;
+}
