@@ -1,15 +1,17 @@
 // Benchmark: rackcast's TftpServer against Debian's tftpd-hpa, both serving the same 64 MiB file
-// at 10.77.0.1:69 inside a 2-host lab (network namespaces; nothing on the real interfaces), fetched
+// at 10.77.0.1 (:69 and :1069) inside a 2-host lab (namespaces; nothing on the real interfaces),
+// runs alternating between the two so that a busy neighbour slows both alike, fetched
 // by atftp in the other host with blksize 1468, with and without windowsize 16 (tftpd-hpa 5.2 does
 // not know windowsize and answers without it, so its atftp falls back to lock-step). Also curl.
 // in.tftpd comes from `apt-get download` + `dpkg -x` into the temp dir (never installed, so no
 // daemon starts on the machine) unless it is already installed. Needs root (namespaces).
-// Usage: node scripts/bench.ts tftp [MiB, default 64] [runs, default 3]
+// Usage: node scripts/bench.ts tftp [MiB, default 64] [runs, default 3]   (needs a "tftp" entry in
+//        scripts/bench.ts's list) or directly: node scripts/bench/tftp.ts [MiB] [runs]
 //        (internally: tftp.ts --serve <address> <root> runs the rackcast server in a namespace)
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, canMakeLab } from '../lab/netns.ts';
@@ -61,6 +63,7 @@ function timedFetch(lab: Lab, cmd: string, args: string[]): Promise<number> {
 }
 
 function waitFor(child: ChildProcess, text: string): Promise<void> {
+  if (child.stdout === null) return Promise.reject(new Error('no stdout'));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not print "${text}" in 20 s`)), 20_000);
     child.stdout?.on('data', (d: Buffer) => { if (d.toString().includes(text)) { clearTimeout(timer); resolve(); } });
@@ -69,11 +72,11 @@ function waitFor(child: ChildProcess, text: string): Promise<void> {
 }
 
 /** Polls with a tiny fetch until the server answers (tftpd-hpa prints nothing when ready). */
-async function ready(lab: Lab, dir: string): Promise<void> {
+async function ready(lab: Lab, dir: string, port: number): Promise<void> {
   let last: unknown;
   for (let i = 0; i < 20; i++) {
     try {
-      await timedFetch(lab, 'atftp', ['--get', '-r', 'probe', '-l', join(dir, 'probe.out'), SERVER]);
+      await timedFetch(lab, 'atftp', ['--get', '-r', 'probe', '-l', join(dir, 'probe.out'), SERVER, String(port)]);
       return;
     } catch (e) {
       last = e;
@@ -110,49 +113,47 @@ async function main(): Promise<void> {
     const hpa = tftpdHpa(dir);
     lab = new Lab({ hosts: 2 });
     const out = join(dir, 'out.bin');
-    const clients: Array<[string, string, string[]]> = [
-      ['atftp', 'blksize 1468', ['atftp', '--get', '-r', 'big.bin', '-l', out, '--option', 'blksize 1468', SERVER]],
-      ['atftp', 'blksize 1468, windowsize 16', ['atftp', '--get', '-r', 'big.bin', '-l', out, '--option', 'blksize 1468', '--option', 'windowsize 16', SERVER]],
-      ['curl', 'blksize 1468', ['curl', '-sS', '--tftp-blksize', '1468', `tftp://${SERVER}/big.bin`, '-o', out]],
+    // Both servers run at once (rackcast on :69, tftpd-hpa on :1069) and every run alternates
+    // between them, so a busy neighbour on this shared machine slows both alike.
+    const ports = { rackcast: 69, 'tftpd-hpa': 1069 } as const;
+    const clients: Array<[string, string, (port: number) => string[]]> = [
+      ['atftp', 'blksize 1468', (p) => ['atftp', '--get', '-r', 'big.bin', '-l', out, '--option', 'blksize 1468', SERVER, String(p)]],
+      ['atftp', 'blksize 1468, windowsize 16', (p) => ['atftp', '--get', '-r', 'big.bin', '-l', out, '--option', 'blksize 1468', '--option', 'windowsize 16', SERVER, String(p)]],
+      ['curl', 'blksize 1468', (p) => ['curl', '-sS', '--tftp-blksize', '1468', `tftp://${SERVER}:${p}/big.bin`, '-o', out]],
     ];
-    const servers: Array<[string, () => Promise<ChildProcess>]> = [
-      ['rackcast', async () => {
-        const c = lab!.spawn(0, process.execPath, [fileURLToPath(import.meta.url), '--serve', SERVER, root]);
-        await waitFor(c, 'listening');
-        return c;
-      }],
-      ['tftpd-hpa', async () => {
-        const c = lab!.spawn(0, 'env', [...hpa.env, hpa.cmd, '--foreground', '--address', `${SERVER}:69`, '--secure', root]);
-        await ready(lab!, dir);
-        return c;
-      }],
-    ];
-    const results = new Map<string, number>(); // "server|client|options" → MiB/s (median)
-    for (const [name, start] of servers) {
-      const child = await start();
-      try {
-        for (const [client, opts, [cmd, ...args]] of clients) {
-          const rates: number[] = [];
-          for (let r = 0; r < runs; r++) {
+    const ours = lab.spawn(0, process.execPath, [fileURLToPath(import.meta.url), '--serve', SERVER, root]);
+    const theirs = lab.spawn(0, 'env', [...hpa.env, hpa.cmd, '--foreground', '--address', `${SERVER}:${ports['tftpd-hpa']}`, '--secure', root]);
+    const results = new Map<string, number[]>(); // "server|client|options" → MiB/s of each run
+    const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    try {
+      await waitFor(ours, 'listening');
+      await ready(lab, dir, ports['tftpd-hpa']);
+      for (let r = 0; r < runs; r++) {
+        for (const [client, opts, argv] of clients) {
+          for (const name of (r % 2 === 0 ? ['rackcast', 'tftpd-hpa'] : ['tftpd-hpa', 'rackcast']) as Array<keyof typeof ports>) {
+            const [cmd, ...args] = argv(ports[name]);
             const s = await timedFetch(lab, cmd!, args);
             if (sha256(out) !== want) throw new Error(`${name}/${client}: output differs from the source`);
             rmSync(out);
-            rates.push(mib / s);
+            const key = `${name}|${client}|${opts}`;
+            results.set(key, [...(results.get(key) ?? []), mib / s].sort((a, b) => a - b));
           }
-          rates.sort((a, b) => a - b);
-          results.set(`${name}|${client}|${opts}`, rates[Math.floor(rates.length / 2)]!);
         }
-      } finally {
-        await stop(child);
       }
+    } finally {
+      await Promise.all([stop(ours), stop(theirs)]);
     }
-    const rows = [['client', 'options', 'rackcast MiB/s', 'tftpd-hpa MiB/s', 'ratio']];
+    const load1 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    const median = (r: number[]): number => r[Math.floor(r.length / 2)]!;
+    const range = (r: number[]): string => `${r[0]!.toFixed(1)}–${r[r.length - 1]!.toFixed(1)}`;
+    const rows = [['client', 'options', 'rackcast MiB/s', '(range)', 'tftpd-hpa MiB/s', '(range)', 'ratio']];
     for (const [client, opts] of clients) {
       const a = results.get(`rackcast|${client}|${opts}`)!;
       const b = results.get(`tftpd-hpa|${client}|${opts}`)!;
-      rows.push([client, opts, a.toFixed(1), b.toFixed(1), `${(a / b).toFixed(2)}×`]);
+      rows.push([client, opts, median(a).toFixed(1), range(a), median(b).toFixed(1), range(b), `${(median(a) / median(b)).toFixed(2)}×`]);
     }
-    console.log(`TFTP: ${mib} MiB file, lab veth pair (MTU 1500), median of ${runs} runs, bit-exact checked`);
+    console.log(`TFTP: ${mib} MiB file, lab veth pair (MTU 1500), ${runs} runs each (alternating servers), bit-exact checked`);
+    console.log(`load average before ${load0}, after ${load1} (${cpus().length} CPUs)`);
     printTable(rows);
   } finally {
     await lab?.destroy();
