@@ -14,6 +14,7 @@ import { buildApp } from './http/app.ts';
 import { Store } from './store/db.ts';
 
 export interface ServeConfig {
+  logLevel: string;
   dataDir: string;
   address: string;
   dhcp: 'off' | 'proxy' | 'full';

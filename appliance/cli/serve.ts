@@ -11,7 +11,7 @@ import { dataDirFrom } from './main.ts';
 
 export const SERVE_USAGE = `  serve --interface IF|--address ADDR [--dhcp off|proxy|full] [--subnet CIDR --range A-B]
         [--router ADDR] [--dns ADDR,…] [--http-port 8080] [--tftp-port 69] [--unknown ignore|register]
-        [--dhcp-bind 0.0.0.0] [--force]
+        [--dhcp-bind 0.0.0.0] [--force] [--log-level debug|info|warn|error]
                                 network-boot services: DHCP, TFTP (iPXE), HTTP (scripts, images)
   task deploy IMAGE --machines MAC[,MAC…]   put an image on machines at their next network boot
   task capture NAME --machine MAC          capture a machine's disk as image NAME at its next boot
@@ -25,7 +25,7 @@ export function serveConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig
     store: { type: 'string' }, 'data-dir': { type: 'string' }, data: { type: 'string' }, interface: { type: 'string' }, address: { type: 'string' },
     dhcp: { type: 'string' }, subnet: { type: 'string' }, range: { type: 'string' }, router: { type: 'string' }, dns: { type: 'string' },
     'http-port': { type: 'string' }, 'tftp-port': { type: 'string' }, unknown: { type: 'string' }, 'dhcp-bind': { type: 'string' },
-    force: { type: 'boolean' }, 'ipxe-dir': { type: 'string' },
+    force: { type: 'boolean' }, 'ipxe-dir': { type: 'string' }, 'log-level': { type: 'string' },
   } });
   if (positionals.length) throw new RackcastError('RC_ERR_USAGE', `serve takes no positional arguments (got ${positionals.join(' ')})`);
   const address = v.address ?? interfaceAddress(v.interface);
@@ -48,8 +48,10 @@ export function serveConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig
   if (dhcp === 'full' && (!v.subnet || !range)) throw new RackcastError('RC_ERR_USAGE', '--dhcp full needs --subnet CIDR and --range START-END');
   if (dhcp !== 'full' && (range || v.router || v.dns)) throw new RackcastError('RC_ERR_USAGE', '--range, --router and --dns only make sense with --dhcp full');
   const dataDir = v.data ?? dataDirFrom(v, env);
+  const logLevel = v['log-level'] ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new RackcastError('RC_ERR_USAGE', '--log-level must be debug, info, warn or error');
   return Object.freeze({
-    dataDir, address, dhcp, httpPort: port(v['http-port'], SERVE_DEFAULTS.httpPort, 'http-port'), tftpPort: port(v['tftp-port'], SERVE_DEFAULTS.tftpPort, 'tftp-port'),
+    logLevel, dataDir, address, dhcp, httpPort: port(v['http-port'], SERVE_DEFAULTS.httpPort, 'http-port'), tftpPort: port(v['tftp-port'], SERVE_DEFAULTS.tftpPort, 'tftp-port'),
     unknown, force: v.force ?? false, ipxeDir: v['ipxe-dir'] ?? SERVE_DEFAULTS.ipxeDir,
     ...(v['dhcp-bind'] ? { dhcpBind: v['dhcp-bind'] } : {}), ...(v.subnet ? { subnet: v.subnet } : {}), ...(range ? { range } : {}),
     ...(v.router ? { router: v.router } : {}), ...(v.dns ? { dns: v.dns.split(',') } : {}),
@@ -58,7 +60,7 @@ export function serveConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig
 
 export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const c = serveConfig(argv, env);
-  const log = pino({ base: { svc: 'rackcast' } });
+  const log = pino({ base: { svc: 'rackcast' }, level: c.logLevel });
   const running = await serve(c, log);
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => { log.info({ sig }, 'stopping'); resolve(); };

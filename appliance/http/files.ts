@@ -21,8 +21,10 @@ export function sendFile(req: FastifyRequest, reply: FastifyReply, path: string,
     }
     end = Math.min(end, st.size - 1);
     reply.code(206).header('content-range', `bytes ${start}-${end}/${st.size}`).header('content-length', end - start + 1);
-    return req.method === 'HEAD' ? reply.send() : reply.send(createReadStream(path, { start, end }));
+    // a stream for HEAD too: fastify's HEAD handler drains it and keeps content-length (an empty
+    // send() would report 0, and UEFI HTTP Boot sends HEAD before GET)
+    return reply.send(createReadStream(path, { start, end }));
   }
   reply.header('content-length', st.size);
-  return req.method === 'HEAD' ? reply.send() : reply.send(createReadStream(path));
+  return reply.send(createReadStream(path));
 }

@@ -81,6 +81,31 @@ export class Lab {
     return child;
   }
 
+  /**
+   * A persistent tap device in the switch namespace, attached to the lab's bridge and up: the NIC
+   * of a QEMU VM started in that namespace (`-netdev tap,ifname=NAME,script=no,downscript=no`).
+   * It disappears with the switch namespace on destroy(). Names are at most 15 characters.
+   */
+  addTap(name: string, mtu = 1500): string {
+    if (!/^[A-Za-z0-9_-]{1,15}$/.test(name)) throw new Error(`bad tap name "${name}"`);
+    ip(['-n', this.sw, 'tuntap', 'add', 'dev', name, 'mode', 'tap']);
+    ip(['-n', this.sw, 'link', 'set', name, 'mtu', String(mtu), 'master', 'br0', 'up']);
+    return name;
+  }
+
+  /** Run a command inside the switch namespace (the bridge, its ports and taps) and wait for it. */
+  execSwitch(cmd: string, args: string[], input?: string): string {
+    return execFileSync('ip', ['netns', 'exec', this.sw, cmd, ...args], { encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
+  }
+
+  /** Start a process inside the switch namespace (tcpdump on br0, QEMU on a tap); killed (by PID) on destroy(). */
+  spawnSwitch(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.sw, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    this.#children.add(child);
+    child.once('exit', () => this.#children.delete(child));
+    return child;
+  }
+
   /** Limit the rate of traffic towards host i (egress of its bridge port) with tc tbf. */
   rateLimit(i: number, mbit: number): void {
     execFileSync('ip', ['netns', 'exec', this.sw, 'tc', 'qdisc', 'replace', 'dev', this.host(i).port, 'root', 'tbf',

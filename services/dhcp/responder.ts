@@ -93,7 +93,11 @@ function addBoot(cfg: DhcpConfig, req: DhcpMessage, c: Client, m: DhcpMessage): 
   // ignores offers without "HTTPClient" (UEFI 2.x §24.7.2).
   if (c.isHttp) setOption(m.options, OPT.vendorClass, 'HTTPClient');
   else if (c.isPxe) setOption(m.options, OPT.vendorClass, 'PXEClient');
-  if (c.isPxe && !c.isIpxe && c.boot.family === 'bios') m.options.set(OPT.vendorSpecific, pxeVendorOptions());
+  // Option 43 sub-option 6 = 8 ("boot file is in this offer, no boot-server discovery") for every
+  // firmware PXE client that boots over TFTP: without it EDK2 (OVMF, most UEFI servers) treats
+  // the offer as a BINL offer, ignores our boot file and asks port 4011 instead (PXE-E16; seen in
+  // the QEMU lab, EDK2 PxeBcDhcp4.c).
+  if (c.isPxe && !c.isIpxe && c.boot.kind === 'tftp') m.options.set(OPT.vendorSpecific, pxeVendorOptions());
   const uuid = req.options.get(OPT.clientUuid);
   if (uuid !== undefined) m.options.set(OPT.clientUuid, Buffer.from(uuid)); // RFC 4578 §2.3: echo as sent
   // iPXE "no-pxedhcp" (LAB-NOTES: saves the 2–3 s it waits for ProxyDHCP). Never in proxy mode,

@@ -107,9 +107,10 @@ export class DiskWriter {
     });
     if (this.#discard) {
       for (const [off, len] of ranges) {
+        // short options: util-linux and busybox (the boot environment) both accept them
         const args = this.target.kind === 'block'
-          ? ['blkdiscard', ['--offset', String(off), '--length', String(len), this.target.path]]
-          : ['fallocate', ['--punch-hole', '--offset', String(off), '--length', String(len), this.target.path]];
+          ? ['blkdiscard', ['-o', String(off), '-l', String(len), this.target.path]]
+          : ['fallocate', ['-p', '-o', String(off), '-l', String(len), this.target.path]];
         // blkdiscard needs the device, which we hold O_EXCL; it opens it without O_EXCL itself.
         execFileSync(args[0] as string, args[1] as string[]);
         onBytes?.(len);

@@ -94,7 +94,7 @@ export class ImageStore {
   /** Flush chunk data to stable storage before a manifest may refer to it (syncfs via coreutils). */
   syncChunks(): void {
     try {
-      execFileSync('sync', ['--file-system', join(this.root, 'chunks')]);
+      execFileSync('sync', ['-f', join(this.root, 'chunks')]); // -f = syncfs, in coreutils and busybox
     } catch (e) {
       throw new RackcastError('RC_ERR_IO', `sync of the store failed: ${(e as Error).message}`, { root: this.root });
     }
