@@ -9,7 +9,7 @@ import { Store, normalizeMac } from '../store/db.ts';
 import { interfaceAddress } from './mcast.ts';
 import { dataDirFrom } from './main.ts';
 
-export const SERVE_USAGE = `  serve --interface IF|--address ADDR [--dhcp off|proxy|full] [--subnet CIDR --range A-B]
+export const SERVE_USAGE = `  serve --interface IF|--address ADDR [--dhcp off|proxy|full] [--subnet CIDR --dhcp-range A-B]
         [--router ADDR] [--dns ADDR,…] [--http-port 8080] [--tftp-port 69] [--unknown ignore|register]
         [--dhcp-bind 0.0.0.0] [--force] [--log-level debug|info|warn|error]
                                 network-boot services: DHCP, TFTP (iPXE), HTTP (scripts, images)
@@ -23,7 +23,7 @@ const ipv4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 export function serveConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig {
   const { values: v, positionals } = parseArgs({ args: argv, strict: true, allowPositionals: true, options: {
     store: { type: 'string' }, 'data-dir': { type: 'string' }, data: { type: 'string' }, interface: { type: 'string' }, address: { type: 'string' },
-    dhcp: { type: 'string' }, subnet: { type: 'string' }, range: { type: 'string' }, router: { type: 'string' }, dns: { type: 'string' },
+    dhcp: { type: 'string' }, subnet: { type: 'string' }, range: { type: 'string' }, 'dhcp-range': { type: 'string' }, router: { type: 'string' }, dns: { type: 'string' },
     'http-port': { type: 'string' }, 'tftp-port': { type: 'string' }, unknown: { type: 'string' }, 'dhcp-bind': { type: 'string' },
     force: { type: 'boolean' }, 'ipxe-dir': { type: 'string' }, 'log-level': { type: 'string' },
   } });
@@ -40,13 +40,15 @@ export function serveConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig
     return n;
   };
   let range: ServeConfig['range'];
-  if (v.range) {
-    const [start, end] = v.range.split('-');
-    if (!start || !end || !ipv4.test(start) || !ipv4.test(end)) throw new RackcastError('RC_ERR_USAGE', '--range must be START-END, e.g. 10.0.0.100-10.0.0.199');
+  if (v.range && v['dhcp-range'] && v.range !== v['dhcp-range']) throw new RackcastError('RC_ERR_USAGE', '--range and --dhcp-range differ; give one');
+  const rangeArg = v['dhcp-range'] ?? v.range;
+  if (rangeArg) {
+    const [start, end] = rangeArg.split('-');
+    if (!start || !end || !ipv4.test(start) || !ipv4.test(end)) throw new RackcastError('RC_ERR_USAGE', '--dhcp-range must be FIRST-LAST, e.g. 10.0.0.100-10.0.0.199');
     range = { start, end };
   }
-  if (dhcp === 'full' && (!v.subnet || !range)) throw new RackcastError('RC_ERR_USAGE', '--dhcp full needs --subnet CIDR and --range START-END');
-  if (dhcp !== 'full' && (range || v.router || v.dns)) throw new RackcastError('RC_ERR_USAGE', '--range, --router and --dns only make sense with --dhcp full');
+  if (dhcp === 'full' && (!v.subnet || !range)) throw new RackcastError('RC_ERR_USAGE', '--dhcp full needs --subnet CIDR and --dhcp-range START-END');
+  if (dhcp !== 'full' && (range || v.router || v.dns)) throw new RackcastError('RC_ERR_USAGE', '--dhcp-range, --router and --dns only make sense with --dhcp full');
   const dataDir = v.data ?? dataDirFrom(v, env);
   const logLevel = v['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new RackcastError('RC_ERR_USAGE', '--log-level must be debug, info, warn or error');
