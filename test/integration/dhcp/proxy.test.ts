@@ -93,7 +93,7 @@ maybe('proxy-mode DHCP beside a site DHCP server', () => {
     const replies = await pxeClient({ mode: 'pxe4011', mac: '02:72:63:bb:00:02', to: '10.77.0.1', ciaddr: '10.77.0.4', vendorClass: 'PXEClient:Arch:00007:UNDI:003016', arch: 7, uuid: UUID, waitMs: 1000 });
     expect(replies).toEqual([{
       from: '10.77.0.1:4011', type: 'ACK', yiaddr: '0.0.0.0', siaddr: '10.77.0.1', file: 'ipxe.efi', serverId: '10.77.0.1',
-      vendorClass: 'PXEClient', bootFile: 'ipxe.efi', pxeDiscoveryControl: null, uuid: UUID,
+      vendorClass: 'PXEClient', bootFile: 'ipxe.efi', pxeDiscoveryControl: 8, uuid: UUID, // option 43 for every TFTP-booting PXE client (EDK2 needs it)
     }]);
   });
 
