@@ -85,14 +85,17 @@ export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
       const data = hashes.flatMap((h, i) => (h ? [i] : []));
       holes = hashes.length - data.length;
       let done = 0;
+      const free: ArrayBuffer[] = []; // block buffers go to a worker and come back: no allocation per block
       // chunk files are read ahead on this thread; workers decompress and re-hash each into its
       // own block buffer; the block is written only after that check (DiskWriter checks the index)
       await readAhead(data, (i) => readFrame(o.store.root, hashes[i] as string, m.name), async (i, f, readErr) => {
         if (readErr) throw readErr;
         const { frame, frameLength } = f as { frame: ArrayBuffer; frameLength: number };
         const length = blockLength(m, i);
-        const r = await pool.run({ op: 'unpack', hash: hashes[i] as string, length, frame, frameLength, buf: new ArrayBuffer(length), image: m.name }, [frame]);
+        const buf = free.pop() ?? new ArrayBuffer(m.blockSize);
+        const r = await pool.run({ op: 'unpack', hash: hashes[i] as string, length, frame, frameLength, buf, image: m.name }, [frame, buf]);
         await writer.writeBlock(i, new Uint8Array(r.buf as ArrayBuffer, 0, length), r.hash as string);
+        free.push(r.buf as ArrayBuffer);
         written += length;
         done += length;
         o.onProgress?.({ phase: 'write', done, total: m.disk.size });
