@@ -12,6 +12,7 @@ import { TftpServer } from '../services/tftp/server.ts';
 import { ImageStore } from '../services/image/store.ts';
 import { buildApp } from './http/app.ts';
 import { Store } from './store/db.ts';
+import { Sessions } from './sessions.ts';
 
 export interface ServeConfig {
   logLevel: string;
@@ -28,9 +29,11 @@ export interface ServeConfig {
   unknown: 'register' | 'ignore';
   force: boolean;
   ipxeDir: string;
+  /** multicast sender rate for deploy sessions (Mbit/s) */
+  mcastRateMbit?: number;
 }
 
-export const SERVE_DEFAULTS = { httpPort: 8080, tftpPort: 69, dhcp: 'off' as const, unknown: 'ignore' as const, ipxeDir: '/usr/lib/ipxe' };
+export const SERVE_DEFAULTS = { httpPort: 8080, tftpPort: 69, dhcp: 'off' as const, unknown: 'ignore' as const, ipxeDir: '/usr/lib/ipxe', mcastRateMbit: 300 };
 const IPXE_FILES = ['undionly.kpxe', 'ipxe.efi', 'snponly.efi'];
 
 export interface Logger { info(o: object, m?: string): void; warn(o: object, m?: string): void; debug(o: object, m?: string): void; error(o: object, m?: string): void }
@@ -65,7 +68,9 @@ export async function serve(c: ServeConfig, log: Logger): Promise<Running> {
   const closers: (() => Promise<void>)[] = [async () => store.close()];
   const close = async (): Promise<void> => { for (const f of closers.splice(0).reverse()) await f().catch(() => undefined); };
   try {
-    const app = buildApp({ store, images, dataDir: c.dataDir, baseUrl: base, unknown: c.unknown });
+    const sessions = new Sessions({ images, interfaceAddress: c.address, rateMbit: c.mcastRateMbit ?? SERVE_DEFAULTS.mcastRateMbit, logger: log });
+    closers.push(() => sessions.close());
+    const app = buildApp({ store, images, dataDir: c.dataDir, baseUrl: base, unknown: c.unknown, sessions });
     await app.listen({ host: c.address, port: c.httpPort });
     closers.push(() => app.close());
     log.info({ url: base }, 'http: listening');

@@ -11,7 +11,7 @@ import { dataDirFrom } from './main.ts';
 
 export const SERVE_USAGE = `  serve --interface IF|--address ADDR [--dhcp off|proxy|full] [--subnet CIDR --dhcp-range A-B]
         [--router ADDR] [--dns ADDR,…] [--http-port 8080] [--tftp-port 69] [--unknown ignore|register]
-        [--dhcp-bind 0.0.0.0] [--force] [--log-level debug|info|warn|error]
+        [--dhcp-bind 0.0.0.0] [--mcast-rate MBIT] [--force] [--log-level debug|info|warn|error]
                                 network-boot services: DHCP, TFTP (iPXE), HTTP (scripts, images)
   task deploy IMAGE --machines MAC[,MAC…]   put an image on machines at their next network boot
   task capture NAME --machine MAC          capture a machine's disk as image NAME at its next boot
@@ -25,7 +25,7 @@ export function serveConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig
     store: { type: 'string' }, 'data-dir': { type: 'string' }, data: { type: 'string' }, interface: { type: 'string' }, address: { type: 'string' },
     dhcp: { type: 'string' }, subnet: { type: 'string' }, range: { type: 'string' }, 'dhcp-range': { type: 'string' }, router: { type: 'string' }, dns: { type: 'string' },
     'http-port': { type: 'string' }, 'tftp-port': { type: 'string' }, unknown: { type: 'string' }, 'dhcp-bind': { type: 'string' },
-    force: { type: 'boolean' }, 'ipxe-dir': { type: 'string' }, 'log-level': { type: 'string' },
+    force: { type: 'boolean' }, 'mcast-rate': { type: 'string' }, 'ipxe-dir': { type: 'string' }, 'log-level': { type: 'string' },
   } });
   if (positionals.length) throw new RackcastError('RC_ERR_USAGE', `serve takes no positional arguments (got ${positionals.join(' ')})`);
   const address = v.address ?? interfaceAddress(v.interface);
@@ -52,7 +52,10 @@ export function serveConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig
   const dataDir = v.data ?? dataDirFrom(v, env);
   const logLevel = v['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new RackcastError('RC_ERR_USAGE', '--log-level must be debug, info, warn or error');
+  const mcastRateMbit = v['mcast-rate'] === undefined ? SERVE_DEFAULTS.mcastRateMbit : Number(v['mcast-rate']);
+  if (!Number.isFinite(mcastRateMbit) || mcastRateMbit < 1 || mcastRateMbit > 100_000) throw new RackcastError('RC_ERR_USAGE', '--mcast-rate must be a rate in Mbit/s (1–100000)');
   return Object.freeze({
+    mcastRateMbit,
     logLevel, dataDir, address, dhcp, httpPort: port(v['http-port'], SERVE_DEFAULTS.httpPort, 'http-port'), tftpPort: port(v['tftp-port'], SERVE_DEFAULTS.tftpPort, 'tftp-port'),
     unknown, force: v.force ?? false, ipxeDir: v['ipxe-dir'] ?? SERVE_DEFAULTS.ipxeDir,
     ...(v['dhcp-bind'] ? { dhcpBind: v['dhcp-bind'] } : {}), ...(v.subnet ? { subnet: v.subnet } : {}), ...(range ? { range } : {}),

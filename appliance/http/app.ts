@@ -9,6 +9,8 @@ import type { ImageStore } from '../../services/image/store.ts';
 import { environmentScript, localDiskScript, DEFAULT_ARTIFACTS, type BootArtifacts } from '../boot/script.ts';
 import { normalizeMac, type Store } from '../store/db.ts';
 import { sendFile } from './files.ts';
+import { mountClientApi } from './client-api.ts';
+import type { Sessions } from '../sessions.ts';
 
 export interface AppOptions {
   store: Store;
@@ -19,6 +21,8 @@ export interface AppOptions {
   unknown: 'register' | 'ignore';
   artifacts?: BootArtifacts;
   logger?: boolean | object;
+  /** multicast sessions for deploy tasks (started by the client API's hello) */
+  sessions?: Sessions;
 }
 
 const ARTIFACT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
@@ -27,6 +31,8 @@ export function buildApp(o: AppOptions): FastifyInstance {
   const app = Fastify({ logger: o.logger ?? false, trustProxy: false });
 
   app.get('/api/v1/health', async () => ({ ok: true, images: o.images.names().length, machines: o.store.machines().length }));
+
+  mountClientApi(app, { store: o.store, baseUrl: o.baseUrl, ...(o.sessions ? { sessions: o.sessions } : {}) });
 
   app.get<{ Params: { file: string } }>('/boot/:file', async (req, reply) => {
     const m = /^(.+)\.ipxe$/.exec(req.params.file);

@@ -77,6 +77,18 @@ export class Store {
     return isNew && r.changes > 0;
   }
 
+  /** The inventory a booted client reported (hello), as JSON in machines.inventory. */
+  setInventory(mac: string, inventory: unknown): void {
+    const now = new Date().toISOString();
+    this.db.prepare(`insert into machines (mac, first_seen, last_seen, inventory) values (?, ?, ?, ?)
+      on conflict(mac) do update set last_seen = excluded.last_seen, inventory = excluded.inventory`).run(mac, now, now, JSON.stringify(inventory));
+  }
+
+  inventory(mac: string): unknown {
+    const r = this.db.prepare('select inventory from machines where mac = ?').get(mac) as { inventory: string | null } | undefined;
+    return r?.inventory ? JSON.parse(r.inventory) as unknown : undefined;
+  }
+
   machines(): Machine[] {
     return (this.db.prepare('select * from machines order by mac').all() as Record<string, unknown>[]).map((r) => ({
       mac: r.mac as string, uuid: r.uuid as string | null, arch: r.arch as string | null, firstSeen: r.first_seen as string, lastSeen: r.last_seen as string, bootCount: r.boot_count as number,

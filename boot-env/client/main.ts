@@ -8,13 +8,15 @@
 // The client never powers off or reboots by itself, so a failure can never end in a silent reboot.
 //
 // Modes: selftest (capture + restore through the real image code onto a scratch disk, used by
-// the QEMU e2e test), inventory (print everything, then a shell). hello, deploy, capture and
-// register are the appliance flows still to come: each becomes one handler below.
+// the QEMU e2e test), inventory (print everything, then a shell), deploy (deploy.ts: hello,
+// multicast receive onto the chosen disk, report, then the task's `after`, normally reboot).
+// hello, capture and register are the appliance flows still to come.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, type ClientConfig, type Mode } from './config.ts';
 import { collectInventory, formatInventory, type Inventory } from './inventory.ts';
 import { runSelftest } from './selftest.ts';
+import { runDeploy } from './deploy.ts';
 
 /** Set by the bundler (boot-env/build/client.ts) from package.json. */
 const VERSION = process.env.RACKCAST_CLIENT_VERSION ?? 'dev';
@@ -32,7 +34,7 @@ function uptime(): string {
 
 function notYet(mode: Mode): (ctx: Ctx) => Promise<Action> {
   return async () => {
-    throw new Error(`mode ${mode} is not implemented in this client yet (available: selftest, inventory)`);
+    throw new Error(`mode ${mode} is not implemented in this client yet (available: selftest, inventory, deploy)`);
   };
 }
 
@@ -52,7 +54,9 @@ const HANDLERS: Record<Mode, (ctx: Ctx) => Promise<Action>> = {
     return 'shell';
   },
   hello: notYet('hello'),
-  deploy: notYet('deploy'),
+  async deploy(ctx) {
+    return await runDeploy({ cfg: ctx.cfg, inventory: ctx.inventory, log: ctx.log });
+  },
   capture: notYet('capture'),
   register: notYet('register'),
 };

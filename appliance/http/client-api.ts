@@ -1,0 +1,77 @@
+// The API the boot-environment client talks to. Its only credential is the per-task token that
+// the machine's iPXE script put on the kernel command line (rackcast.token=…).
+//
+//   POST /api/v1/client/hello   { token, inventory }  → the task: kind, image, image URL, multicast
+//                               group, what to do after. Records the inventory; for a deploy task
+//                               makes sure the task's multicast session runs.
+//   POST /api/v1/client/report  { token, state: running|done|failed, detail?, log? } → 204
+//
+// 403: unknown token, or (hello) the machine's part of the task is finished. 409: a report for a
+// machine already done or failed (a late progress report must never reopen it). 400: bad body.
+import type { FastifyInstance } from 'fastify';
+import type { Store } from '../store/db.ts';
+import type { Sessions } from '../sessions.ts';
+
+export interface ClientApiOptions {
+  store: Store;
+  /** http://address:port as machines reach it */
+  baseUrl: string;
+  sessions?: Sessions;
+}
+
+const FINISHED = new Set(['done', 'failed', 'cancelled']);
+
+const helloSchema = {
+  body: {
+    type: 'object', required: ['token', 'inventory'], additionalProperties: false,
+    properties: { token: { type: 'string', minLength: 1, maxLength: 200 }, inventory: { type: 'object' } },
+  },
+} as const;
+
+const reportSchema = {
+  body: {
+    type: 'object', required: ['token', 'state'], additionalProperties: false,
+    properties: {
+      token: { type: 'string', minLength: 1, maxLength: 200 },
+      state: { type: 'string', enum: ['running', 'done', 'failed'] },
+      detail: { type: 'string', maxLength: 2000 },
+      log: { type: 'array', maxItems: 200, items: { type: 'string', maxLength: 2000 } },
+    },
+  },
+} as const;
+
+export interface HelloReply {
+  taskId: number; kind: string; image: string | null; imageUrl: string | null;
+  multicast: { group: string; port: number }; after: 'reboot' | 'poweroff';
+}
+
+export function mountClientApi(app: FastifyInstance, o: ClientApiOptions): void {
+  app.post<{ Body: { token: string; inventory: Record<string, unknown> } }>('/api/v1/client/hello', { schema: helloSchema, bodyLimit: 1 << 20 }, async (req, reply) => {
+    const a = o.store.byToken(req.body.token);
+    if (!a || FINISHED.has(a.state)) return reply.code(403).send({ error: 'unknown token, or this machine\'s task is finished' });
+    o.store.setInventory(a.mac, req.body.inventory);
+    o.store.event('client-hello', { kind: a.kind, image: a.image }, a.mac, a.taskId);
+    const imageUrl = a.image ? `${o.baseUrl}/images/${a.image}` : null;
+    if (a.kind === 'deploy' && a.image && imageUrl && o.sessions) {
+      const task = o.store.task(a.taskId);
+      const open = task ? task.machines.filter((m) => !FINISHED.has(m.state)).length : 1;
+      o.sessions.ensure(a.taskId, a.image, imageUrl, open);
+    }
+    const res: HelloReply = {
+      taskId: a.taskId, kind: a.kind, image: a.image, imageUrl,
+      multicast: o.sessions?.group ?? { group: '239.255.77.1', port: 9700 },
+      after: a.kind === 'register' ? 'poweroff' : 'reboot',
+    };
+    return res;
+  });
+
+  app.post<{ Body: { token: string; state: 'running' | 'done' | 'failed'; detail?: string; log?: string[] } }>('/api/v1/client/report', { schema: reportSchema, bodyLimit: 1 << 20 }, async (req, reply) => {
+    const a = o.store.byToken(req.body.token);
+    if (!a) return reply.code(403).send({ error: 'unknown token' });
+    if (FINISHED.has(a.state)) return reply.code(409).send({ error: `this machine's part of task ${a.taskId} is already ${a.state}` });
+    const { state, detail, log } = req.body;
+    if (log?.length) o.store.event('client-log', { state, log }, a.mac, a.taskId);
+    o.store.setMachineState(a.taskId, a.mac, state, detail);
+    return reply.code(204).send();
+  });
+}

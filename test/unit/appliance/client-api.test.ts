@@ -1,0 +1,77 @@
+// The client API (hello/report) through fastify's inject, and the deploy client's disk rule.
+import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../../appliance/http/app.ts';
+import { Store } from '../../../appliance/store/db.ts';
+import { ImageStore } from '../../../services/image/store.ts';
+import { chooseDisk } from '../../../boot-env/client/deploy.ts';
+import type { Disk } from '../../../boot-env/client/inventory.ts';
+
+let dir: string;
+let store: Store;
+let app: FastifyInstance;
+const BASE = 'http://10.0.0.1:8080';
+const A = '52:54:00:00:00:0a';
+const B = '52:54:00:00:00:0b';
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'rc-test-clientapi-'));
+  store = Store.open(dir);
+  app = buildApp({ store, images: ImageStore.open(dir), dataDir: dir, baseUrl: BASE, unknown: 'ignore' });
+});
+afterAll(async () => {
+  await app.close();
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const post = (url: string, payload: unknown) => app.inject({ method: 'POST', url, payload: payload as Record<string, unknown> });
+
+describe('client API', () => {
+  it('hello: answers the task, stores the inventory; report: states; done machines boot locally', async () => {
+    const t = store.createTask('deploy', 'web', [A, B]);
+    const tokA = store.assignment(A)?.token as string;
+    const r = await post('/api/v1/client/hello', { token: tokA, inventory: { disks: [{ name: 'vda' }] } });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({ taskId: t.id, kind: 'deploy', image: 'web', imageUrl: `${BASE}/images/web`, multicast: { group: '239.255.77.1', port: 9700 }, after: 'reboot' });
+    expect(store.inventory(A)).toEqual({ disks: [{ name: 'vda' }] });
+
+    expect((await post('/api/v1/client/report', { token: tokA, state: 'running', detail: '3/10' })).statusCode).toBe(204);
+    expect(store.task(t.id)?.machines.find((m) => m.mac === A)).toMatchObject({ state: 'running', detail: '3/10' });
+    expect((await post('/api/v1/client/report', { token: tokA, state: 'done', detail: 'ok' })).statusCode).toBe(204);
+    expect(store.task(t.id)?.state).toBe('running'); // B is still open
+    // a late progress report never reopens a finished machine; a finished machine's hello is refused
+    expect((await post('/api/v1/client/report', { token: tokA, state: 'running', detail: '9/10' })).statusCode).toBe(409);
+    expect((await post('/api/v1/client/hello', { token: tokA, inventory: {} })).statusCode).toBe(403);
+    const script = await app.inject({ method: 'GET', url: `/boot/${A}.ipxe` });
+    expect(script.body).toContain(`for ${A}: booting the local disk`);
+    expect(script.body).not.toContain('kernel');
+
+    const tokB = store.assignment(B)?.token as string;
+    expect((await post('/api/v1/client/report', { token: tokB, state: 'failed', detail: 'boom', log: ['a', 'b'] })).statusCode).toBe(204);
+    expect(store.task(t.id)?.state).toBe('failed');
+  });
+
+  it('refuses unknown tokens (403) and malformed bodies (400)', async () => {
+    expect((await post('/api/v1/client/hello', { token: 'nope', inventory: {} })).statusCode).toBe(403);
+    expect((await post('/api/v1/client/report', { token: 'nope', state: 'done' })).statusCode).toBe(403);
+    expect((await post('/api/v1/client/hello', { token: 'x' })).statusCode).toBe(400);
+    expect((await post('/api/v1/client/hello', { token: 'x', inventory: 'no' })).statusCode).toBe(400);
+    expect((await post('/api/v1/client/report', { token: 'x', state: 'bogus' })).statusCode).toBe(400);
+    expect((await post('/api/v1/client/report', { token: 'x', state: 'done', detail: { a: 1 } })).statusCode).toBe(400);
+  });
+});
+
+describe('deploy target rule', () => {
+  const disk = (name: string, size: number, removable = false): Disk => ({ name, size, removable, rotational: false, transport: 'virtio' });
+  it('takes the largest fixed disk, never removable, loop, ram or sr', () => {
+    expect(chooseDisk([disk('sda', 100), disk('nvme0n1', 500), disk('sdb', 900, true), disk('loop0', 9000), disk('sr0', 9000)])).toEqual({ disk: disk('nvme0n1', 500) });
+  });
+  it('explains when there is none', () => {
+    expect(chooseDisk([disk('sdb', 900, true)])).toEqual({ error: expect.stringMatching(/only removable disk\(s\) sdb/) });
+    expect(chooseDisk([])).toEqual({ error: expect.stringMatching(/no disk found/) });
+  });
+});
