@@ -152,7 +152,20 @@ export class MulticastReceiver {
     if (this.o.manifest && this.o.imageUrl === undefined) {
       // manifest given and no URL: wait for the matching ANNOUNCE
     } else if (this.o.imageUrl) {
-      await this.#load(this.o.manifest, this.o.imageUrl, undefined);
+      await this.#loadRetrying(this.o.imageUrl);
+    }
+  }
+
+  /** The appliance may still be starting, or briefly unreachable: keep trying for ~30 s. */
+  async #loadRetrying(url: string): Promise<void> {
+    for (let attempt = 1; !this.#img; attempt++) {
+      try {
+        await this.#load(this.o.manifest, url, undefined);
+      } catch (e) {
+        if (!isRackcastError(e, 'RC_ERR_IO') || attempt >= 30) throw e;
+        this.o.logger?.warn({ url, attempt, error: (e as Error).message }, 'image manifest not reachable yet; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     }
   }
 
@@ -343,16 +356,7 @@ export class MulticastReceiver {
     const url = this.#img?.url ?? this.o.imageUrl;
     if (!this.#img) {
       if (!url) { this.#failure = new RackcastError('RC_ERR_IO', `no multicast session heard on ${this.o.group}:${this.o.port} within ${this.o.fallbackMs} ms, and no image URL for unicast`, { group: this.o.group }); return; }
-      // the appliance may still be starting (or briefly unreachable): keep trying for a while
-      for (let attempt = 1; !this.#img; attempt++) {
-        try {
-          await this.#load(this.o.manifest, url, undefined);
-        } catch (e) {
-          if (!isRackcastError(e, 'RC_ERR_IO') || attempt >= 30) { this.#failure = e; return; }
-          this.o.logger?.warn({ url, attempt, error: (e as Error).message }, 'image manifest not reachable yet; retrying');
-          await new Promise((r) => setTimeout(r, 1000));
-        }
-      }
+      try { await this.#loadRetrying(url); } catch (e) { this.#failure = e; return; }
     }
     if (!url) { this.#failure = new RackcastError('RC_ERR_IO', 'multicast failed and no image URL is known for unicast'); return; }
     const todo = this.#table.filter((e) => !(this.#have as Bits).has(e.index));

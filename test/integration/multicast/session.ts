@@ -24,7 +24,7 @@ export function run(lab: Lab, host: number, args: string[]): Run {
 }
 
 export function send(lab: Lab, store: string, image: string, extra: string[] = []): Run {
-  return run(lab, 0, ['mcast', 'send', image, '--interface', 'eth0', '--store', store, '--json', '--rate', '200m', '--receiver-timeout', '3', ...extra]);
+  return run(lab, 0, ['mcast', 'send', image, '--interface', 'eth0', '--store', store, '--json', '--rate', '200m', '--receiver-timeout', '3', '--deadline', '90', ...extra]);
 }
 
 export function receive(lab: Lab, host: number, target: string, extra: string[] = []): Run {
