@@ -34,9 +34,17 @@ export interface LeaseStoreOptions {
   now?: () => number;
 }
 
-/** The key a client's lease is kept under: option 61 when present, else the MAC (RFC 2131 §4.2). */
+/**
+ * The key a client's lease is kept under: option 61 when present, else the MAC (RFC 2131 §4.2).
+ * A client id that is just hardware type 1 + this MAC counts as the MAC: on one boot EDK2 sends no
+ * option 61 and iPXE then sends 01+MAC, and they are the same machine wanting the same address
+ * (seen in the QEMU lab: a UEFI machine held two leases).
+ */
 export function clientKey(clientId: Buffer | undefined, mac: string): string {
-  return clientId && clientId.length ? `id:${clientId.toString('hex')}` : `mac:${mac}`;
+  if (!clientId || !clientId.length) return `mac:${mac}`;
+  const hex = clientId.toString('hex');
+  if (hex === `01${mac.replaceAll(':', '').toLowerCase()}`) return `mac:${mac}`;
+  return `id:${hex}`;
 }
 
 export class LeaseStore {

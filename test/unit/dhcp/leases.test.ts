@@ -23,6 +23,13 @@ describe('lease store', () => {
     expect(clientKey(Buffer.alloc(0), 'x')).toBe('mac:x');
   });
 
+  it('treats a client id of hardware type 1 + the same MAC as the MAC (EDK2 then iPXE: one lease)', () => {
+    const mac = '52:54:00:AB:cd:0e';
+    expect(clientKey(Buffer.from('01525400abcd0e', 'hex'), mac)).toBe(clientKey(undefined, mac));
+    expect(clientKey(Buffer.from('01525400abcd0f', 'hex'), mac)).toBe('id:01525400abcd0f'); // another MAC: opaque id
+    expect(clientKey(Buffer.from('00525400abcd0e', 'hex'), mac)).toBe('id:00525400abcd0e'); // another type: opaque id
+  });
+
   it('offers in order, skips excluded addresses, holds offers briefly, and runs out', () => {
     const s = open();
     expect(s.offer(A, 'a')?.ip).toBe('10.77.0.100');
