@@ -106,7 +106,7 @@ export async function imageCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       const [name] = positional(pos, 1, 'info NAME');
       const s = store();
       const img = s.open(name as string);
-      const sum = s.summary(name as string);
+      const sum = s.summary(name as string, img);
       const m = img.manifest;
       if (v.json) { out(JSON.stringify({ ...sum, signature: { keyId: img.sig.keyId, importedFrom: img.sig.importedFrom }, manifest: { ...m, extents: undefined } }, null, 2)); return 0; }
       out(`image      ${m.name}\ndigest     ${img.digest}\nsigned by  ${img.sig.keyId}${img.sig.importedFrom ? ` (imported; originally ${img.sig.importedFrom.keyId})` : ''}`);

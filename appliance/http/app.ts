@@ -1,10 +1,9 @@
 // The appliance's HTTP side (fastify): per-machine iPXE scripts, boot artifacts, images for the
 // data plane (manifest, signature, chunks — what receivers fetch), and a health check. The REST
 // API, web UI and live progress (issue 6) mount here too.
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { join } from 'node:path';
-import { HASH_HEX } from '../../services/image/chunk-path.ts';
-import { IMAGE_NAME } from '../../services/image/manifest.ts';
+import { imageFile } from '../../services/multicast/http-source.ts';
 import type { ImageStore } from '../../services/image/store.ts';
 import { environmentScript, localDiskScript, DEFAULT_ARTIFACTS, type BootArtifacts } from '../boot/script.ts';
 import { normalizeMac, type Store } from '../store/db.ts';
@@ -50,22 +49,21 @@ export function buildApp(o: AppOptions): FastifyInstance {
     return environmentScript(o.baseUrl, mac, a, o.artifacts ?? DEFAULT_ARTIFACTS);
   });
 
-  const files = (dir: string, type: string) => async (req: import('fastify').FastifyRequest<{ Params: { name: string } }>, reply: import('fastify').FastifyReply) => {
+  const files = (dir: string, type: string) => async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {
     if (!ARTIFACT.test(req.params.name)) return reply.code(404).send();
     return sendFile(req, reply, join(o.dataDir, dir, req.params.name), type);
   };
   app.get('/boot/files/:name', files('boot', 'application/octet-stream'));
   app.get('/boot/bin/:name', files('tftp', 'application/octet-stream'));
 
-  app.get<{ Params: { name: string; file: string } }>('/images/:name/:file', async (req, reply) => {
-    const { name, file } = req.params;
-    if (!IMAGE_NAME.test(name) || (file !== 'manifest.json' && file !== 'manifest.sig')) return reply.code(404).send();
-    return sendFile(req, reply, join(o.images.root, 'images', name, file), 'application/json');
-  });
-  app.get<{ Params: { hash: string } }>('/chunks/:hash', async (req, reply) => {
-    if (!HASH_HEX.test(req.params.hash)) return reply.code(404).send();
-    reply.header('cache-control', 'public, max-age=31536000, immutable');
-    return sendFile(req, reply, o.images.chunkPath(req.params.hash), 'application/zstd');
-  });
+  // the data plane (manifests, chunks): the same whitelist as `rackcast mcast send`'s server
+  const data = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const f = imageFile(o.images, req.url.split('?')[0] as string);
+    if (!f) return reply.code(404).send();
+    reply.header('cache-control', f.immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
+    return sendFile(req, reply, f.path, f.type);
+  };
+  app.get('/images/:name/:file', data);
+  app.get('/chunks/:hash', data);
   return app;
 }

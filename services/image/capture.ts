@@ -8,6 +8,7 @@ import { blockCount, blockLength, extentsFrom, tableToManifest, MANIFEST_FORMAT,
 import { readPartitionTable } from './partition/table.ts';
 import { ImageStore, STORE_DEFAULTS, type OpenImage } from './store.ts';
 import { WorkerPool } from './worker-pool.ts';
+import { readAhead } from './chunk-reader.ts';
 
 export interface Progress { done: number; total: number }
 export interface CaptureOptions {
@@ -49,36 +50,35 @@ export async function captureImage(o: CaptureOptions): Promise<CaptureResult> {
     const dims = { disk: { size: info.size, sectorSize: info.sectorSize }, blockSize };
     const n = blockCount(dims);
     const hashes = new Array<string | null>(n).fill(null);
-    const free: ArrayBuffer[] = Array.from({ length: pool.size * 3 }, () => new ArrayBuffer(blockSize));
-    let freeWaiter: (() => void) | undefined;
+    const free: ArrayBuffer[] = [];
     const stats = { newChunks: 0, newBytes: 0, reusedChunks: 0, done: 0 };
-    let failure: unknown;
-    const inflight = new Set<Promise<void>>();
-    for (let i = 0; i < n && !failure; i++) {
-      if (o.signal?.aborted) throw new RackcastError('RC_ERR_IO', 'capture aborted', { image: o.name });
-      while (!free.length && !failure) await new Promise<void>((r) => { freeWaiter = r; });
-      if (failure) break;
-      const buf = free.pop() as ArrayBuffer;
-      const len = blockLength(dims, i);
-      const { bytesRead } = await fh.read(new Uint8Array(buf, 0, len), 0, len, i * blockSize);
-      if (bytesRead !== len) throw new RackcastError('RC_ERR_IO', `short read at offset ${i * blockSize} of ${o.source} (device shrank?)`, { path: o.source, offset: i * blockSize });
-      const p = pool.run({ op: 'store', buf, length: len }, [buf]).then((r) => {
-        if (!r.hole) {
-          hashes[i] = r.hash as string;
-          if (r.existed) stats.reusedChunks++; else { stats.newChunks++; stats.newBytes += r.stored ?? 0; }
-        }
-        free.push(r.buf as ArrayBuffer);
-        stats.done += len;
-        o.onProgress?.({ done: stats.done, total: info.size });
-      }, (e: unknown) => { failure ??= e; }).finally(() => {
-        inflight.delete(p);
-        freeWaiter?.();
-        freeWaiter = undefined;
+    // One read at a time, in disk order (the source is read once, sequentially); workers hash,
+    // compress and store up to pool.size × 3 blocks behind it; block buffers are reused.
+    let reading = Promise.resolve();
+    const read = (i: number): Promise<ArrayBuffer> => {
+      const next = reading.then(async () => {
+        if (o.signal?.aborted) throw new RackcastError('RC_ERR_IO', 'capture aborted', { image: o.name });
+        const buf = free.pop() ?? new ArrayBuffer(blockSize);
+        const len = blockLength(dims, i);
+        const { bytesRead } = await fh.read(new Uint8Array(buf, 0, len), 0, len, i * blockSize);
+        if (bytesRead !== len) throw new RackcastError('RC_ERR_IO', `short read at offset ${i * blockSize} of ${o.source} (device shrank?)`, { path: o.source, offset: i * blockSize });
+        return buf;
       });
-      inflight.add(p);
-    }
-    await Promise.all(inflight);
-    if (failure) throw failure;
+      reading = next.then(() => undefined, () => undefined);
+      return next;
+    };
+    await readAhead(Array.from({ length: n }, (_, i) => i), read, async (i, buf, readErr) => {
+      if (readErr) throw readErr;
+      const len = blockLength(dims, i);
+      const r = await pool.run({ op: 'store', buf: buf as ArrayBuffer, length: len }, [buf as ArrayBuffer]);
+      if (!r.hole) {
+        hashes[i] = r.hash as string;
+        if (r.existed) stats.reusedChunks++; else { stats.newChunks++; stats.newBytes += r.stored ?? 0; }
+      }
+      free.push(r.buf as ArrayBuffer);
+      stats.done += len;
+      o.onProgress?.({ done: stats.done, total: info.size });
+    }, pool.size * 3);
     o.store.syncChunks();
     const extents = extentsFrom(hashes);
     const data = hashes.filter((h) => h !== null).length;

@@ -3,25 +3,21 @@
 //
 // Jobs (see worker-pool.ts):
 //   store  raw block → hole? else SHA-256, and if the store lacks it: compress, temp file, rename
-//   load   chunk file → decompress into a block buffer → hash must equal → block returned
-//   check  like load, without returning the data (verify)
 //   put    a frame from outside (import) → decompress → hash must equal → stored if missing
-//   checkFrame  like check, for a frame read by the caller
+//   checkFrame  a frame read by the caller → decompress → hash must equal → the frame is handed back
 //   unpack a frame from outside (multicast, HTTP) → decompress into a block buffer → hash must
 //          equal → block returned (nothing stored)
 import { parentPort, workerData, threadId } from 'node:worker_threads';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ZstdCodec, compressBound } from './zstd.ts';
-import { isRackcastError } from '../errors.ts';
+import { RackcastError, isRackcastError } from '../errors.ts';
 import { chunkPath } from './chunk-path.ts';
 
 export interface WorkerInit { root: string; level: number }
 export type Job =
   | { op: 'store'; buf: ArrayBuffer; length: number }
-  | { op: 'load'; hash: string; length: number; buf: ArrayBuffer; image: string }
-  | { op: 'check'; hash: string; length: number; image: string }
   | { op: 'put'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string }
   | { op: 'unpack'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; buf: ArrayBuffer; image: string }
   | { op: 'checkFrame'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string };
@@ -69,7 +65,7 @@ function verifyFrame(hash: string, frame: Buffer, out: Buffer, image: string): v
   codec.decompressInto(out, frame, what);
   const got = createHash('sha256').update(out).digest('hex');
   if (got !== hash) {
-    throw Object.assign(new Error(`chunk ${hash} of image ${image} is corrupt (content hashes to ${got.slice(0, 16)}…)`), { code: 'RC_ERR_CHUNK_CORRUPT', fields: what });
+    throw new RackcastError('RC_ERR_CHUNK_CORRUPT', `chunk ${hash} of image ${image} is corrupt (content hashes to ${got.slice(0, 16)}…)`, what);
   }
 }
 
@@ -84,30 +80,12 @@ function writeChunk(hash: string, frame: Uint8Array): void {
   renameSync(tmp, path);
 }
 
-function load(hash: string, length: number, out: Buffer, image: string): void {
-  const what = { chunk: hash, image };
-  let frame: Buffer;
-  try {
-    frame = readFileSync(chunkPath(init.root, hash));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw Object.assign(new Error(`chunk ${hash} of image ${image} is missing from the store`), { code: 'RC_ERR_CHUNK_MISSING', fields: what });
-    }
-    throw e;
-  }
-  verifyFrame(hash, frame, out, image);
-}
-
 function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
   const give = (buf?: ArrayBuffer): ArrayBuffer[] => (buf ? [buf] : []);
   try {
     if (job.op === 'store') {
       const reply = store(job.buf, job.length);
       return { reply, transfer: give(job.buf) };
-    }
-    if (job.op === 'load') {
-      load(job.hash, job.length, Buffer.from(job.buf, 0, job.length), job.image);
-      return { reply: { ok: true, hash: job.hash, buf: job.buf }, transfer: [job.buf] };
     }
     if (job.op === 'unpack') {
       verifyFrame(job.hash, Buffer.from(job.frame, 0, job.frameLength), Buffer.from(job.buf, 0, job.length), job.image);
@@ -116,21 +94,17 @@ function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
     if (checkBuf.length < job.length) checkBuf = Buffer.allocUnsafe(job.length);
     if (job.op === 'checkFrame') {
       verifyFrame(job.hash, Buffer.from(job.frame, 0, job.frameLength), checkBuf.subarray(0, job.length), job.image);
-      return { reply: { ok: true, hash: job.hash }, transfer: [] };
+      return { reply: { ok: true, hash: job.hash, buf: job.frame }, transfer: [job.frame] };
     }
-    if (job.op === 'put') {
-      const frame = Buffer.from(job.frame, 0, job.frameLength);
-      verifyFrame(job.hash, frame, checkBuf.subarray(0, job.length), job.image);
-      const existed = existsSync(chunkPath(init.root, job.hash));
-      if (!existed) writeChunk(job.hash, frame);
-      return { reply: { ok: true, hash: job.hash, existed, stored: job.frameLength }, transfer: [] };
-    }
-    load(job.hash, job.length, checkBuf.subarray(0, job.length), job.image);
-    return { reply: { ok: true, hash: job.hash }, transfer: [] };
+    const frame = Buffer.from(job.frame, 0, job.frameLength); // put
+    verifyFrame(job.hash, frame, checkBuf.subarray(0, job.length), job.image);
+    const existed = existsSync(chunkPath(init.root, job.hash));
+    if (!existed) writeChunk(job.hash, frame);
+    return { reply: { ok: true, hash: job.hash, existed, stored: job.frameLength }, transfer: [] };
   } catch (e) {
-    const err = e as Error & { code?: string; fields?: Record<string, unknown> };
-    const code = isRackcastError(err) ? err.code : (err.code?.startsWith('RC_ERR_') ? err.code : 'RC_ERR_IO');
-    const fields = isRackcastError(err) ? { ...err.fields } : (err.fields ?? {});
+    const err = e as Error;
+    const code = isRackcastError(err) ? err.code : 'RC_ERR_IO';
+    const fields = isRackcastError(err) ? { ...err.fields } : {};
     const buf = 'buf' in job ? job.buf : undefined;
     return { reply: { ok: false, code, message: err.message, fields, ...(buf ? { buf } : {}) }, transfer: give(buf) };
   }

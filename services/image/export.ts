@@ -5,16 +5,15 @@
 // digest over the whole file; only then is the image committed, re-signed by this appliance with
 // the original signer recorded. An interrupted or damaged import never shows up as an image.
 import { createHash } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { RackcastError } from '../errors.ts';
 import { decodeChunkHead, decodeHeader, decodeTrailer, encodeChunkHead, encodeHeader, encodeTrailer, CHUNK_HEAD_LENGTH, HEADER_LENGTH, TRAILER_LENGTH } from './export-format.ts';
-import { blockHashes, blockLength, decodeManifest, encodeManifest, MAX_MANIFEST_BYTES, uniqueHashes, type Manifest } from './manifest.ts';
+import { chunkTable, decodeManifest, encodeManifest, MAX_MANIFEST_BYTES, type Manifest } from './manifest.ts';
 import { decodeSignatureFile, verifySignature } from './signing.ts';
 import { ImageStore, type OpenImage } from './store.ts';
 import { problemError, verifyChunks } from './restore.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { compressBound } from './zstd.ts';
-import { readFileSync } from 'node:fs';
 
 export interface TransferProgress { done: number; total: number }
 
@@ -28,9 +27,7 @@ export async function exportImage(store: ImageStore, name: string, file: string,
   const v = await verifyChunks(store, img);
   if (v.problems.length) throw problemError(v);
   const sigBytes = Buffer.from(JSON.stringify(img.sig) + '\n');
-  const chunks = [...uniqueHashes(img.manifest)];
-  const lengths = new Map<string, number>();
-  blockHashes(img.manifest).forEach((h, i) => { if (h) lengths.set(h, blockLength(img.manifest, i)); });
+  const chunks = chunkTable(img.manifest);
   const toStdout = file === '-';
   const tmp = toStdout ? '/dev/stdout' : `${file}.partial`;
   const fh = await open(tmp, toStdout ? 'w' : 'wx');
@@ -42,9 +39,9 @@ export async function exportImage(store: ImageStore, name: string, file: string,
     await put(img.bytes);
     await put(sigBytes);
     let done = 0;
-    for (const h of chunks) {
-      const frame = readFileSync(store.chunkPath(h));
-      await put(encodeChunkHead({ hash: h, length: lengths.get(h) as number, frameLength: frame.length }));
+    for (const { hash, length } of chunks) {
+      const frame = await readFile(store.chunkPath(hash));
+      await put(encodeChunkHead({ hash, length, frameLength: frame.length }));
       await put(frame);
       onProgress?.({ done: ++done, total: chunks.length });
     }
@@ -120,13 +117,11 @@ export async function importImage(store: ImageStore, file: string, o: ImportOpti
       throw new RackcastError('RC_ERR_SIGNATURE_UNTRUSTED', `export signed by key ${sig.keyId}, which this appliance does not trust (put its appliance.pub in keys/trusted/)`, { ...what, keyId: sig.keyId });
     }
     const original = decodeManifest(mbytes);
-    const need = uniqueHashes(original);
-    if (header.chunkCount > need.size) throw new RackcastError('RC_ERR_EXPORT_INVALID', `export file declares ${header.chunkCount} chunks, the image has ${need.size}`, what);
+    const lengths = new Map(chunkTable(original).map((c) => [c.hash, c.length]));
+    if (header.chunkCount > lengths.size) throw new RackcastError('RC_ERR_EXPORT_INVALID', `export file declares ${header.chunkCount} chunks, the image has ${lengths.size}`, what);
     const name = o.name ?? original.name;
     ImageStore.checkName(name);
     if (store.has(name)) throw new RackcastError('RC_ERR_IMAGE_EXISTS', `an image named "${name}" already exists (import with --name NEW)`, { image: name });
-    const lengths = new Map<string, number>();
-    blockHashes(original).forEach((h, i) => { if (h) lengths.set(h, blockLength(original, i)); });
     const limits = { maxLength: original.blockSize, maxFrame: compressBound(original.blockSize) };
     const seen = new Set<string>();
     let failure: unknown;
@@ -156,7 +151,7 @@ export async function importImage(store: ImageStore, file: string, o: ImportOpti
     if (trailer.chunkCount !== header.chunkCount || !trailer.digest.equals(expected)) {
       throw new RackcastError('RC_ERR_EXPORT_INVALID', 'export file fails its checksum (damaged in transit?)', what);
     }
-    const missing = [...need].filter((h) => !store.hasChunk(h));
+    const missing = [...lengths.keys()].filter((h) => !store.hasChunk(h));
     if (missing.length) {
       throw new RackcastError('RC_ERR_CHUNK_MISSING', `export file lacks ${missing.length} chunks the image needs and the store does not have (first: ${missing[0]})`, { ...what, chunk: missing[0] });
     }

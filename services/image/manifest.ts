@@ -81,6 +81,33 @@ export function uniqueHashes(m: Manifest): Set<string> {
   return s;
 }
 
+/** A unique chunk: its ordinal in order of first use, content hash, length, and the blocks it fills. */
+export interface ChunkEntry { index: number; hash: string; length: number; blocks: number[] }
+
+/**
+ * The image's unique chunks in order of first use. Verify, export, import and multicast all walk
+ * this (a chunk used by several blocks is checked, exported or sent once; its ordinal is its index
+ * on the multicast wire).
+ */
+export function chunkTable(m: Manifest): ChunkEntry[] {
+  const byHash = new Map<string, ChunkEntry>();
+  const out: ChunkEntry[] = [];
+  // in disk order even if a caller built the extents out of order (decodeManifest refuses that)
+  for (const x of [...m.extents].sort((p, q) => p.start - q.start)) {
+    x.hashes.forEach((h, k) => {
+      const i = x.start + k;
+      let e = byHash.get(h);
+      if (!e) {
+        e = { index: out.length, hash: h, length: blockLength(m, i), blocks: [] };
+        byHash.set(h, e);
+        out.push(e);
+      }
+      e.blocks.push(i);
+    });
+  }
+  return out;
+}
+
 /** Build extents from a per-block hash array (null = hole). */
 export function extentsFrom(hashes: readonly (string | null)[]): Extent[] {
   const out: Extent[] = [];

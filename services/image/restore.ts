@@ -4,7 +4,7 @@
 // as it is decompressed, and zeroes (or discards) the holes.
 import { RackcastError } from '../errors.ts';
 import { DiskWriter } from './disk-writer.ts';
-import { blockHashes, blockLength, uniqueHashes, type Manifest } from './manifest.ts';
+import { blockHashes, blockLength, chunkTable, type Manifest } from './manifest.ts';
 import { ImageStore, type OpenImage } from './store.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { readAhead, readFrame } from './chunk-reader.ts';
@@ -20,15 +20,13 @@ function poolFor(store: ImageStore, workers?: number): WorkerPool {
 /** Decompress and hash every unique chunk of an image; report every problem, not just the first. */
 export async function verifyChunks(store: ImageStore, img: OpenImage, opts: { workers?: number; onProgress?: (p: Progress) => void; pool?: WorkerPool } = {}): Promise<VerifyResult> {
   const m = img.manifest;
-  const lengths = new Map<string, number>();
-  blockHashes(m).forEach((h, i) => { if (h) lengths.set(h, blockLength(m, i)); });
+  const chunks = chunkTable(m);
   const pool = opts.pool ?? poolFor(store, opts.workers);
   const problems: VerifyProblem[] = [];
   let done = 0;
-  const total = [...lengths.values()].reduce((a, b) => a + b, 0);
+  const total = chunks.reduce((a, c) => a + c.length, 0);
   try {
-    await readAhead(uniqueHashes(m), (hash) => readFrame(store.root, hash, m.name), async (hash, f, readErr) => {
-      const length = lengths.get(hash) as number;
+    await readAhead(chunks, (c) => readFrame(store.root, c.hash, m.name), async ({ hash, length }, f, readErr) => {
       try {
         if (readErr) throw readErr;
         const { frame, frameLength } = f as { frame: ArrayBuffer; frameLength: number };
@@ -44,7 +42,7 @@ export async function verifyChunks(store: ImageStore, img: OpenImage, opts: { wo
     if (!opts.pool) await pool.close();
   }
   problems.sort((a, b) => a.chunk.localeCompare(b.chunk));
-  return { image: m.name, digest: img.digest, chunks: lengths.size, problems };
+  return { image: m.name, digest: img.digest, chunks: chunks.length, problems };
 }
 
 export function problemError(r: VerifyResult): RackcastError {

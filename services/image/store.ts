@@ -84,8 +84,9 @@ export class ImageStore {
     return { manifest, bytes, sig, digest: sig.digest };
   }
 
-  summary(name: string): ImageSummary {
-    const { manifest: m, digest } = this.open(name);
+  /** Pass the already opened image to avoid reading and verifying it again. */
+  summary(name: string, img: OpenImage = this.open(name)): ImageSummary {
+    const { manifest: m, digest } = img;
     let storedBytes = 0;
     for (const h of uniqueHashes(m)) storedBytes += statSync(this.chunkPath(h), { throwIfNoEntry: false })?.size ?? 0;
     return { name, digest, createdAt: m.createdAt, diskSize: m.disk.size, blocks: m.stats.blocks, dataBlocks: m.stats.dataBlocks, uniqueChunks: m.stats.uniqueChunks, storedBytes };

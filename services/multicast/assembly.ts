@@ -10,7 +10,6 @@ export class Assembly {
   #frags: (Buffer | undefined)[];
   #have = 0;
   frameLength = -1;
-  updated = 0;
 
   constructor(index: number, count: number, fragSize: number) {
     this.index = index;
@@ -23,7 +22,7 @@ export class Assembly {
   mismatches = 0;
 
   /** Add a fragment: 'dup' for one already here, 'mismatch' for one that does not fit. */
-  add(k: number, count: number, fragSize: number, payload: Uint8Array, now: number): 'ok' | 'dup' | 'mismatch' {
+  add(k: number, count: number, fragSize: number, payload: Uint8Array): 'ok' | 'dup' | 'mismatch' {
     const last = k === count - 1;
     if (count !== this.count || fragSize !== this.fragSize || k >= count || (last ? payload.length > fragSize : payload.length !== fragSize)) {
       this.mismatches++;
@@ -34,7 +33,6 @@ export class Assembly {
     this.#frags[k] = payload as Buffer;
     this.#have++;
     if (last) this.frameLength = k * fragSize + payload.length;
-    this.updated = now;
     return 'ok';
   }
 

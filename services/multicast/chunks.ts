@@ -1,25 +1,6 @@
-// The chunk table of a multicast session: the image's unique chunks in order of first use. A
-// chunk's ordinal is its "index" on the wire; one chunk may fill several disk blocks (dedup on
-// the wire as on disk).
-import { blockHashes, blockLength, type Manifest } from '../image/manifest.ts';
-
-export interface ChunkEntry { index: number; hash: string; length: number; blocks: number[] }
-
-export function chunkTable(m: Manifest): ChunkEntry[] {
-  const byHash = new Map<string, ChunkEntry>();
-  const out: ChunkEntry[] = [];
-  blockHashes(m).forEach((h, i) => {
-    if (!h) return;
-    let e = byHash.get(h);
-    if (!e) {
-      e = { index: out.length, hash: h, length: blockLength(m, i), blocks: [] };
-      byHash.set(h, e);
-      out.push(e);
-    }
-    e.blocks.push(i);
-  });
-  return out;
-}
+// Bitsets for a multicast session (fragments of a chunk, chunks of an image). The chunk table
+// itself is services/image/manifest.ts chunkTable().
+export { chunkTable, type ChunkEntry } from '../image/manifest.ts';
 
 /** A fixed-size bitset (fragments of a chunk, chunks of an image). */
 export class Bits {

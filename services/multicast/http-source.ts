@@ -13,18 +13,26 @@ import { HASH_HEX } from '../image/chunk-path.ts';
 import { IMAGE_NAME } from '../image/manifest.ts';
 import type { ImageStore } from '../image/store.ts';
 
+/**
+ * The store file a data-plane URL path names, or undefined. The one whitelist of what may be
+ * served from a store: shared by this handler and the appliance's fastify app.
+ */
+export function imageFile(store: ImageStore, pathname: string): { path: string; type: string; immutable: boolean } | undefined {
+  const m = /^\/images\/([^/]+)\/(manifest\.json|manifest\.sig)$/.exec(pathname);
+  if (m && IMAGE_NAME.test(m[1] as string)) return { path: join(store.root, 'images', m[1] as string, m[2] as string), type: 'application/json', immutable: false };
+  const c = /^\/chunks\/([0-9a-f]{64})$/.exec(pathname);
+  if (c && HASH_HEX.test(c[1] as string)) return { path: store.chunkPath(c[1] as string), type: 'application/zstd', immutable: true };
+  return undefined;
+}
+
 export function imageHttpHandler(store: ImageStore): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    const m = /^\/images\/([^/]+)\/(manifest\.json|manifest\.sig)$/.exec(url.pathname);
-    const c = /^\/chunks\/([0-9a-f]{64})$/.exec(url.pathname);
-    let path: string | undefined;
     if (req.method !== 'GET' && req.method !== 'HEAD') { res.writeHead(405).end(); return; }
-    if (m && IMAGE_NAME.test(m[1] as string)) path = join(store.root, 'images', m[1] as string, m[2] as string);
-    else if (c && HASH_HEX.test(c[1] as string)) path = store.chunkPath(c[1] as string);
-    const st = path ? statSync(path, { throwIfNoEntry: false }) : undefined;
-    if (!path || !st?.isFile()) { res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n'); return; }
-    res.writeHead(200, { 'content-type': c ? 'application/zstd' : 'application/json', 'content-length': st.size, 'cache-control': c ? 'public, max-age=31536000, immutable' : 'no-cache' });
+    const f = imageFile(store, new URL(req.url ?? '/', 'http://x').pathname);
+    const st = f ? statSync(f.path, { throwIfNoEntry: false }) : undefined;
+    if (!f || !st?.isFile()) { res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n'); return; }
+    const path = f.path;
+    res.writeHead(200, { 'content-type': f.type, 'content-length': st.size, 'cache-control': f.immutable ? 'public, max-age=31536000, immutable' : 'no-cache' });
     if (req.method === 'HEAD') { res.end(); return; }
     createReadStream(path).pipe(res);
   };

@@ -228,14 +228,14 @@ export class MulticastReceiver {
       a = new Assembly(h.index, h.fragCount, h.fragSize);
       this.#partial.set(h.index, a);
     }
-    let added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload, Date.now());
+    let added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload);
     if (added === 'mismatch' && a.mismatches > 2 * a.have + 2 && h.fragCount * h.fragSize <= compressBound((this.#table[h.index] as ChunkEntry).length) + h.fragSize) {
       // The assembly was started by a fragment that disagrees with what keeps arriving (forged
       // or from a stale session), and more disagree than agree: start over. A genuine assembly
       // has many agreeing fragments, so scattered forgeries cannot throw it away.
       a = new Assembly(h.index, h.fragCount, h.fragSize);
       this.#partial.set(h.index, a);
-      added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload, Date.now());
+      added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload);
     }
     if (added !== 'ok') { if (added === 'dup') this.stats.duplicates++; else this.stats.malformed++; return; }
     // Chunks before one that is visibly being sent have been sent in full: their gaps are losses
@@ -266,7 +266,7 @@ export class MulticastReceiver {
     this.#frontier = Math.max(this.#frontier, a.next);
     this.#idle = a.state === 2;
     if (a.state === 2) this.#frontier = this.#table.length;
-    this.#lastData = Math.max(this.#lastData, a.state === 0 ? Date.now() : this.#lastData);
+    if (a.state === 0) this.#lastData = Date.now(); // waiting for receivers is not silence
   }
 
   #onControl(msg: Buffer): void {

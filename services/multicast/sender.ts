@@ -11,10 +11,14 @@ import { randomInt } from 'node:crypto';
 import { RackcastError, isRackcastError } from '../errors.ts';
 import type { ImageStore, OpenImage } from '../image/store.ts';
 import { WorkerPool } from '../image/worker-pool.ts';
+import { readAhead, readFrame } from '../image/chunk-reader.ts';
 import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
 import { decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, TYPE } from './wire.ts';
 import { CONTROL, STATE, decodeNack, decodeStatus, encodeAnnounce, encodeControl, encodeEnd } from './messages.ts';
 import { Pacer } from './pacer.ts';
+
+/** How many chunks verification may run ahead of the first pass (bounds the frame cache's churn). */
+const VERIFY_AHEAD = 32;
 
 export const SENDER_DEFAULTS = {
   group: '239.255.77.1',
@@ -94,45 +98,50 @@ export class MulticastSender extends EventEmitter {
   }
 
   /**
-   * Verify chunks (decompress + SHA-256, in worker threads) in pass order, ahead of the first
-   * pass, while the session is already running: nothing unverified is ever sent, and the wait
-   * for receivers or the pacing hides the cost. A bad chunk aborts the session.
+   * Verify chunks (decompress + SHA-256, in worker threads) in pass order, at most VERIFY_AHEAD
+   * chunks ahead of the first pass, while the session is already running: nothing unverified is
+   * ever sent, the wait for receivers or the pacing hides the cost, and the verified frame goes
+   * into the frame cache so the pass does not read the file again. A bad chunk aborts the session.
    */
   async #verifyAhead(): Promise<void> {
     if (!this.o.verify) return;
     const pool = new WorkerPool({ root: this.o.store.root, level: 3 });
     const done = new Uint8Array(this.#chunks.length);
+    const read = async (c: ChunkEntry): Promise<{ frame: ArrayBuffer; frameLength: number }> => {
+      while (c.index >= this.#pass + VERIFY_AHEAD && !this.#closed) await sleep(5);
+      return readFrame(this.o.store.root, c.hash, this.o.image);
+    };
     try {
-      const inflight = new Set<Promise<void>>();
-      for (const c of this.#chunks) {
-        if (this.#closed || this.#failure) break;
-        await pool.ready();
-        const p: Promise<void> = pool.run({ op: 'check', hash: c.hash, length: c.length, image: this.o.image })
-          .then(() => {
-            done[c.index] = 1;
-            while (this.#verifiedUpTo < done.length && done[this.#verifiedUpTo]) this.#verifiedUpTo++;
-          }, (e: unknown) => { this.#failure ??= e; })
-          .finally(() => inflight.delete(p));
-        inflight.add(p);
-      }
-      await Promise.all(inflight);
+      await readAhead(this.#chunks, read, async (c, f, readErr) => {
+        if (readErr) throw readErr;
+        if (this.#closed || this.#failure) return;
+        const { frame, frameLength } = f as { frame: ArrayBuffer; frameLength: number };
+        const r = await pool.run({ op: 'checkFrame', hash: c.hash, length: c.length, frame, frameLength, image: this.o.image }, [frame]);
+        this.#cacheFrame(c.index, Buffer.from(r.buf as ArrayBuffer, 0, frameLength));
+        done[c.index] = 1;
+        while (this.#verifiedUpTo < done.length && done[this.#verifiedUpTo]) this.#verifiedUpTo++;
+      }, pool.size * 2);
+    } catch (e) {
+      this.#failure ??= e;
     } finally {
       await pool.close();
     }
   }
 
   #frame(i: number): Buffer {
-    let f = this.#frames.get(i);
-    if (!f) {
-      f = readFileSync(this.o.store.chunkPath((this.#chunks[i] as ChunkEntry).hash));
-      this.#frames.set(i, f);
-      this.#frameBytes += f.length;
-      // keep at most ~256 MiB of frames; the oldest inserted go first
-      for (const [k, v] of this.#frames) {
-        if (this.#frameBytes <= 256 << 20) break;
-        this.#frames.delete(k);
-        this.#frameBytes -= v.length;
-      }
+    // a frame evicted from the cache (large images) is read again; it was verified before its first send
+    return this.#frames.get(i) ?? this.#cacheFrame(i, readFileSync(this.o.store.chunkPath((this.#chunks[i] as ChunkEntry).hash)));
+  }
+
+  /** Keep at most ~256 MiB of frames; the oldest inserted go first. */
+  #cacheFrame(i: number, f: Buffer): Buffer {
+    if (this.#frames.has(i)) return this.#frames.get(i) as Buffer;
+    this.#frames.set(i, f);
+    this.#frameBytes += f.length;
+    for (const [k, v] of this.#frames) {
+      if (this.#frameBytes <= 256 << 20) break;
+      this.#frames.delete(k);
+      this.#frameBytes -= v.length;
     }
     return f;
   }
@@ -229,7 +238,7 @@ export class MulticastSender extends EventEmitter {
     for (const [index, want] of this.#repairs) {
       this.#repairs.delete(index);
       const n = this.#fragCount(index);
-      const frags = want === 'all' ? Array.from({ length: n }, (_, k) => k) : Array.from({ length: n }, (_, k) => k).filter((k) => !want.has(k) ? false : true);
+      const frags = Array.from({ length: n }, (_, k) => k).filter((k) => want === 'all' || want.has(k));
       const recent = this.#lastSent.get(index);
       const now = performance.now();
       const fresh = recent ? frags.filter((k) => now - (recent[k] ?? 0) >= this.o.repairHoldMs) : frags;
@@ -437,4 +446,3 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export { RackcastError };

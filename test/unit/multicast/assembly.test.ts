@@ -33,9 +33,8 @@ describe('Assembly', () => {
       const order = shuffled(frags.map((f, k) => [k, f] as const), seed * 1000 + len);
       order.forEach(([k, f], n) => {
         expect(a.complete()).toBe(false);
-        expect(a.add(k, count, fragSize, f, 1000 + n)).toBe('ok');
+        expect(a.add(k, count, fragSize, f)).toBe('ok');
         expect(a.have).toBe(n + 1);
-        expect(a.updated).toBe(1000 + n);
       });
       expect(a.complete()).toBe(true);
       expect(a.frameLength).toBe(len);
@@ -53,11 +52,11 @@ describe('Assembly', () => {
     const frags = fragments(frame, 10);
     const a = new Assembly(0, 3, 10);
     expect(a.frameLength).toBe(-1);
-    a.add(0, 3, 10, frags[0] as Buffer, 1);
-    a.add(1, 3, 10, frags[1] as Buffer, 2);
+    a.add(0, 3, 10, frags[0] as Buffer);
+    a.add(1, 3, 10, frags[1] as Buffer);
     expect(a.frameLength).toBe(-1);
     expect(a.complete()).toBe(false);
-    a.add(2, 3, 10, frags[2] as Buffer, 3);
+    a.add(2, 3, 10, frags[2] as Buffer);
     expect(a.frameLength).toBe(25);
     expect(a.complete()).toBe(true);
   });
@@ -72,7 +71,7 @@ describe('Assembly', () => {
       const f = frags[k] as Buffer;
       const dgram = Buffer.alloc(24 + f.length + 5, 0xcc);
       f.copy(dgram, 24);
-      expect(a.add(k, frags.length, 1448, new Uint8Array(dgram.buffer, dgram.byteOffset + 24, f.length), k)).toBe('ok');
+      expect(a.add(k, frags.length, 1448, new Uint8Array(dgram.buffer, dgram.byteOffset + 24, f.length))).toBe('ok');
     }
     expect(a.frameLength).toBe(3000);
     expect(Buffer.from(a.assemble()).equals(frame)).toBe(true);
@@ -83,11 +82,10 @@ describe('Assembly', () => {
       const frame = seededBytes(len, len);
       const a = new Assembly(3, 1, fragSize);
       expect(a.gaps(5)).toEqual([[0, 1]]);
-      expect(a.add(0, 1, fragSize, frame, 7)).toBe('ok');
+      expect(a.add(0, 1, fragSize, frame)).toBe('ok');
       expect(a.complete()).toBe(true);
       expect(a.frameLength).toBe(len);
-      expect(a.add(0, 1, fragSize, frame, 8)).toBe('dup');
-      expect(a.updated).toBe(7);
+      expect(a.add(0, 1, fragSize, frame)).toBe('dup');
       expect(Buffer.from(a.assemble()).equals(frame)).toBe(true);
     }
   });
@@ -96,17 +94,16 @@ describe('Assembly', () => {
     const frame = seededBytes(7, 35);
     const frags = fragments(frame, 10);
     const a = new Assembly(0, 4, 10);
-    expect(a.add(1, 4, 10, frags[1] as Buffer, 1)).toBe('ok');
-    expect(a.add(1, 4, 10, frags[1] as Buffer, 2)).toBe('dup');
-    expect(a.add(1, 4, 10, Buffer.alloc(10, 0xff), 3)).toBe('dup');
-    expect(a.add(3, 4, 10, frags[3] as Buffer, 4)).toBe('ok');
-    expect(a.add(3, 4, 10, Buffer.alloc(2), 5)).toBe('dup'); // a shorter last fragment: still a duplicate
+    expect(a.add(1, 4, 10, frags[1] as Buffer)).toBe('ok');
+    expect(a.add(1, 4, 10, frags[1] as Buffer)).toBe('dup');
+    expect(a.add(1, 4, 10, Buffer.alloc(10, 0xff))).toBe('dup');
+    expect(a.add(3, 4, 10, frags[3] as Buffer)).toBe('ok');
+    expect(a.add(3, 4, 10, Buffer.alloc(2))).toBe('dup'); // a shorter last fragment: still a duplicate
     expect(a.frameLength).toBe(35);
     expect(a.have).toBe(2);
-    expect(a.updated).toBe(4);
     expect(a.mismatches).toBe(0);
-    a.add(0, 4, 10, frags[0] as Buffer, 6);
-    a.add(2, 4, 10, frags[2] as Buffer, 7);
+    a.add(0, 4, 10, frags[0] as Buffer);
+    a.add(2, 4, 10, frags[2] as Buffer);
     expect(Buffer.from(a.assemble()).equals(frame)).toBe(true);
   });
 
@@ -125,13 +122,12 @@ describe('Assembly', () => {
     ];
     it.each(cases)('%s', (_name, k, count, fragSize, len) => {
       const a = new Assembly(0, 4, 10);
-      expect(a.add(0, 4, 10, Buffer.alloc(10, 1), 1)).toBe('ok');
-      expect(a.add(k, count, fragSize, Buffer.alloc(len, 2), 2)).toBe('mismatch');
+      expect(a.add(0, 4, 10, Buffer.alloc(10, 1))).toBe('ok');
+      expect(a.add(k, count, fragSize, Buffer.alloc(len, 2))).toBe('mismatch');
       expect(a.mismatches).toBe(1);
       expect(a.have).toBe(1);
-      expect(a.updated).toBe(1);
       expect(a.frameLength).toBe(-1);
-      expect(a.add(k, count, fragSize, Buffer.alloc(len, 2), 3)).toBe('mismatch');
+      expect(a.add(k, count, fragSize, Buffer.alloc(len, 2))).toBe('mismatch');
       expect(a.mismatches).toBe(2);
     });
 
@@ -139,9 +135,9 @@ describe('Assembly', () => {
       const frame = seededBytes(8, 40);
       const frags = fragments(frame, 10);
       const a = new Assembly(0, 4, 10);
-      expect(a.add(2, 4, 12, Buffer.alloc(12), 1)).toBe('mismatch');
-      expect(a.add(3, 4, 10, Buffer.alloc(11), 1)).toBe('mismatch');
-      frags.forEach((f, k) => expect(a.add(k, 4, 10, f, 2)).toBe('ok'));
+      expect(a.add(2, 4, 12, Buffer.alloc(12))).toBe('mismatch');
+      expect(a.add(3, 4, 10, Buffer.alloc(11))).toBe('mismatch');
+      frags.forEach((f, k) => expect(a.add(k, 4, 10, f)).toBe('ok'));
       expect(a.mismatches).toBe(2);
       expect(Buffer.from(a.assemble()).equals(frame)).toBe(true);
     });
@@ -151,14 +147,14 @@ describe('Assembly', () => {
     it('reports missing ranges [first, count] in order', () => {
       const a = new Assembly(0, 12, 4);
       expect(a.gaps(100)).toEqual([[0, 12]]);
-      for (const k of [0, 3, 4, 8, 11]) a.add(k, 12, 4, Buffer.alloc(4), 0);
+      for (const k of [0, 3, 4, 8, 11]) a.add(k, 12, 4, Buffer.alloc(4));
       // have 0, 3, 4, 8, 11 → missing 1-2, 5-7, 9-10
       expect(a.gaps(100)).toEqual([[1, 2], [5, 3], [9, 2]]);
     });
 
     it('respects max', () => {
       const a = new Assembly(0, 12, 4);
-      for (const k of [0, 3, 4, 8, 11]) a.add(k, 12, 4, Buffer.alloc(4), 0);
+      for (const k of [0, 3, 4, 8, 11]) a.add(k, 12, 4, Buffer.alloc(4));
       expect(a.gaps(0)).toEqual([]);
       expect(a.gaps(1)).toEqual([[1, 2]]);
       expect(a.gaps(2)).toEqual([[1, 2], [5, 3]]);
@@ -167,23 +163,23 @@ describe('Assembly', () => {
 
     it('includes a gap running to the last fragment', () => {
       const a = new Assembly(0, 6, 4);
-      a.add(0, 6, 4, Buffer.alloc(4), 0);
-      a.add(2, 6, 4, Buffer.alloc(4), 0);
+      a.add(0, 6, 4, Buffer.alloc(4));
+      a.add(2, 6, 4, Buffer.alloc(4));
       expect(a.gaps(10)).toEqual([[1, 1], [3, 3]]);
     });
 
     it('alternating fragments give one gap each, capped by max (e.g. a NACK of 16 ranges)', () => {
       const n = 100;
       const a = new Assembly(0, n, 4);
-      for (let k = 0; k < n; k += 2) a.add(k, n, 4, Buffer.alloc(4), 0);
+      for (let k = 0; k < n; k += 2) a.add(k, n, 4, Buffer.alloc(4));
       expect(a.gaps(1000)).toEqual(Array.from({ length: 50 }, (_, i) => [2 * i + 1, 1]));
       expect(a.gaps(16)).toHaveLength(16);
     });
 
     it('is empty for a complete chunk', () => {
       const a = new Assembly(0, 2, 4);
-      a.add(1, 2, 4, Buffer.alloc(1), 0);
-      a.add(0, 2, 4, Buffer.alloc(4), 0);
+      a.add(1, 2, 4, Buffer.alloc(1));
+      a.add(0, 2, 4, Buffer.alloc(4));
       expect(a.gaps(10)).toEqual([]);
     });
   });

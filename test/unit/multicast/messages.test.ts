@@ -11,21 +11,10 @@ import {
 } from '../../../services/multicast/messages.ts';
 import { decodeHeader, HEADER_LENGTH, TYPE, type MessageType } from '../../../services/multicast/wire.ts';
 import { prng, seededBytes } from '../../helpers/rng.ts';
+import { caught, fails } from './helpers.ts';
 
 const DECODE_CODES: ErrorCode[] = ['RC_ERR_DECODE_TRUNCATED', 'RC_ERR_DECODE_INVALID'];
 
-function caught(fn: () => unknown): unknown {
-  try { fn(); } catch (e) { return e; }
-  return undefined;
-}
-function fails(fn: () => unknown, c: ErrorCode, offset?: number): RackcastError {
-  const err = caught(fn);
-  expect(err).toBeInstanceOf(RackcastError);
-  const e = err as RackcastError;
-  expect(e.code).toBe(c);
-  if (offset !== undefined) expect(e.fields.offset).toBe(offset);
-  return e;
-}
 /** fn must throw a decode RackcastError (truncated or invalid), nothing else. */
 function decodeFails(fn: () => unknown): RackcastError {
   const err = caught(fn);

@@ -6,20 +6,8 @@ import {
   decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, MAGIC, TYPE, VERSION, type Header, type MessageType,
 } from '../../../services/multicast/wire.ts';
 import { prng, seededBytes } from '../../helpers/rng.ts';
+import { caught, fails } from './helpers.ts';
 
-function caught(fn: () => unknown): unknown {
-  try { fn(); } catch (e) { return e; }
-  return undefined;
-}
-/** fn must throw a RackcastError with code c (and fields.offset, if given). */
-function fails(fn: () => unknown, c: ErrorCode, offset?: number): RackcastError {
-  const err = caught(fn);
-  expect(err).toBeInstanceOf(RackcastError);
-  const e = err as RackcastError;
-  expect(e.code).toBe(c);
-  if (offset !== undefined) expect(e.fields.offset).toBe(offset);
-  return e;
-}
 
 /** A datagram (header + payload) for h, written at `offset` of a buffer with `tail` spare bytes. */
 function datagram(h: Header, payload: Uint8Array, offset = 0, tail = 0): Buffer {

@@ -98,17 +98,8 @@ export function gptEntry(index: number, firstLba: number, lastLba: number, name 
   return { index, typeGuid, uniqueGuid: `aaaaaaaa-bbbb-cccc-dddd-${hex}`, firstLba: BigInt(firstLba), lastLba: BigInt(lastLba), attributes: 0n, name };
 }
 
-/** mulberry32: tiny seeded PRNG, so a failing random case can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG (mulberry32), shared with the other suites. */
+export { prng } from '../../helpers/rng.ts';
 
 export const MiB = 1024 * 1024;
 export const ent = (type: number, lbaStart: number, sectorCount: number, bootable = false): EncodeMbrInput['entries'][number] => ({ type, lbaStart, sectorCount, bootable });
