@@ -13,6 +13,10 @@ import { ImageStore } from '../services/image/store.ts';
 import { buildApp } from './http/app.ts';
 import { Store } from './store/db.ts';
 import { Sessions } from './sessions.ts';
+import { Engine } from './engine.ts';
+import { systemClock, type Clock } from './scheduler.ts';
+import { WakeOnLan, servingBroadcast } from './wol.ts';
+import { ensureAdminToken } from './api/auth.ts';
 
 export interface ServeConfig {
   logLevel: string;
@@ -31,6 +35,21 @@ export interface ServeConfig {
   ipxeDir: string;
   /** multicast sender rate for deploy sessions (Mbit/s) */
   mcastRateMbit?: number;
+  /** the control plane: tasks, schedules, Wake-on-LAN, webhook (config.ts has the defaults) */
+  control?: ControlConfig;
+}
+
+export interface ControlConfig {
+  /** default retries per machine of a new task */
+  retries: number;
+  /** a booting/running machine with no word for this long fails (and is retried) */
+  machineTimeoutSeconds: number;
+  /** a one-shot schedule missed (appliance down) by more than this fails instead of starting late */
+  misfireGraceSeconds: number;
+  /** time zone of cron schedules (default: the host's) */
+  timezone?: string;
+  wol: { enabled: boolean; intervalSeconds: number; timeoutSeconds: number; port: number; broadcast?: string };
+  webhook?: { url: string; timeoutSeconds: number };
 }
 
 export const SERVE_DEFAULTS = { httpPort: 8080, tftpPort: 69, dhcp: 'off' as const, unknown: 'ignore' as const, ipxeDir: '/usr/lib/ipxe', mcastRateMbit: 300 };
@@ -59,8 +78,8 @@ export function soleInterface(address: string): boolean {
 
 export interface Running { urls: { http: string }; close(): Promise<void> }
 
-export async function serve(c: ServeConfig, log: Logger): Promise<Running> {
-  const store = Store.open(c.dataDir);
+export async function serve(c: ServeConfig, log: Logger, clock: Clock = systemClock): Promise<Running> {
+  const store = Store.open(c.dataDir, { now: () => clock.now() });
   const images = ImageStore.open(c.dataDir);
   const tftpRoot = installIpxe(c.dataDir, c.ipxeDir, log);
   mkdirSync(join(c.dataDir, 'boot'), { recursive: true });
@@ -70,7 +89,11 @@ export async function serve(c: ServeConfig, log: Logger): Promise<Running> {
   try {
     const sessions = new Sessions({ images, interfaceAddress: c.address, rateMbit: c.mcastRateMbit ?? SERVE_DEFAULTS.mcastRateMbit, logger: log });
     closers.push(() => sessions.close());
-    const app = buildApp({ store, images, dataDir: c.dataDir, baseUrl: base, unknown: c.unknown, sessions });
+    const token = ensureAdminToken(c.dataDir);
+    // printed once, at the first start; afterwards it is only in <data>/admin.token (mode 0600)
+    if (token.created) log.info({ adminToken: token.token, file: join(c.dataDir, 'admin.token') }, 'admin token created: keep it; rotate with rackcast token rotate');
+    const ctl = c.control;
+    const app = buildApp({ store, images, dataDir: c.dataDir, baseUrl: base, unknown: c.unknown, sessions, ...(ctl?.timezone ? { timezone: ctl.timezone } : {}), ...(ctl ? { defaultRetries: ctl.retries } : {}) });
     await app.listen({ host: c.address, port: c.httpPort });
     closers.push(() => app.close());
     log.info({ url: base }, 'http: listening');
@@ -88,6 +111,25 @@ export async function serve(c: ServeConfig, log: Logger): Promise<Running> {
       });
       await dhcp.listen();
       closers.push(() => dhcp.close());
+    }
+    if (ctl) {
+      let wol: WakeOnLan | undefined;
+      if (ctl.wol.enabled) {
+        const broadcast = ctl.wol.broadcast ?? servingBroadcast(c.address, c.subnet);
+        wol = new WakeOnLan({ bindAddress: c.address, broadcast, port: ctl.wol.port });
+        const w = wol;
+        closers.push(async () => w.close());
+        log.info({ broadcast, port: ctl.wol.port }, 'wol: magic packets go to the boot network broadcast');
+      }
+      const engine = new Engine({
+        store, clock, log, machineTimeoutMs: ctl.machineTimeoutSeconds * 1000, misfireGraceMs: ctl.misfireGraceSeconds * 1000,
+        ...(ctl.timezone ? { timezone: ctl.timezone } : {}),
+        ...(wol ? { wol: { sender: wol, intervalMs: ctl.wol.intervalSeconds * 1000, timeoutMs: ctl.wol.timeoutSeconds * 1000 } } : {}),
+        ...(ctl.webhook ? { webhook: { url: ctl.webhook.url, timeoutMs: ctl.webhook.timeoutSeconds * 1000 } } : {}),
+      });
+      engine.start();
+      closers.push(() => engine.stop());
+      void engine.tick();
     }
     log.info({ address: c.address, dhcp: c.dhcp, http: c.httpPort, tftp: c.tftpPort, data: c.dataDir }, 'rackcast serve: ready');
     return { urls: { http: base }, close };

@@ -35,6 +35,18 @@ export const ERROR_CODES = {
   RC_ERR_DHCP_CONFIG: 'the DHCP server configuration is incomplete or contradictory',
   RC_ERR_DHCP_FOREIGN_SERVER: 'another DHCP server answers on the boot network',
   RC_ERR_TFTP_CONFIG: 'the TFTP server configuration is invalid',
+  // control plane (appliance)
+  RC_ERR_MACHINE_INVALID: 'a machine setting (MAC address, boot policy, disk pin) is not valid',
+  RC_ERR_MACHINE_NOT_FOUND: 'no machine with that MAC address is known to the appliance',
+  RC_ERR_GROUP_INVALID: 'a group name or setting is not valid, or the group is still in use',
+  RC_ERR_GROUP_NOT_FOUND: 'no group has that name',
+  RC_ERR_TASK_INVALID: 'a task description is incomplete or contradictory',
+  RC_ERR_TASK_NOT_FOUND: 'no task has that id',
+  RC_ERR_TASK_STATE: 'a task is not in a state that allows the requested change',
+  RC_ERR_SCHEDULE_INVALID: 'a schedule (time or cron expression) cannot be parsed or is in the past',
+  RC_ERR_CONFIG: 'the appliance configuration (file or flags) is invalid or contradictory',
+  RC_ERR_AUTH: 'an API request has no valid admin token, or a token used where it is not valid',
+  RC_ERR_API: 'the appliance API could not be reached or answered with an error',
   // CLI usage
   RC_ERR_USAGE: 'a command line is incomplete or contradictory',
   RC_ERR_IO: 'an operating-system call failed during an operation',

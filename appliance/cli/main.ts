@@ -3,7 +3,8 @@
 import { RackcastError, isRackcastError } from '../../services/errors.ts';
 import { imageCommand, IMAGE_USAGE } from './image.ts';
 import { mcastCommand, MCAST_USAGE } from './mcast.ts';
-import { serveCommand, taskCommand, machineCommand, SERVE_USAGE } from './serve.ts';
+import { serveCommand, SERVE_USAGE } from './serve.ts';
+import { taskCommand, machineCommand, groupCommand, tokenCommand, TASK_USAGE } from './task.ts';
 
 export const USAGE = `rackcast — network-boot disk imaging
 
@@ -13,6 +14,7 @@ commands:
 ${IMAGE_USAGE}
 ${MCAST_USAGE}
 ${SERVE_USAGE}
+${TASK_USAGE}
 
 global options:
   --store DIR, --data-dir DIR   data directory (default: $RACKCAST_DATA_DIR or /var/lib/rackcast)
@@ -40,6 +42,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (cmd === 'serve') return await serveCommand(rest, env);
     if (cmd === 'task') return await taskCommand(rest, env);
     if (cmd === 'machine') return await machineCommand(rest, env);
+    if (cmd === 'group') return await groupCommand(rest, env);
+    if (cmd === 'token') return await tokenCommand(rest, env);
     throw new RackcastError('RC_ERR_USAGE', `unknown command "${cmd}" (try rackcast --help)`);
   } catch (e) {
     if (isRackcastError(e)) {

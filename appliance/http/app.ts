@@ -1,6 +1,6 @@
 // The appliance's HTTP side (fastify): per-machine iPXE scripts, boot artifacts, images for the
-// data plane (manifest, signature, chunks — what receivers fetch), and a health check. The REST
-// API, web UI and live progress (issue 6) mount here too.
+// data plane (manifest, signature, chunks — what receivers fetch), a health check, the client API,
+// and the control plane (appliance/api: REST API, events stream, reports, metrics, OpenAPI).
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { join } from 'node:path';
 import { imageFile } from '../../services/multicast/http-source.ts';
@@ -10,6 +10,7 @@ import { normalizeMac, type Store } from '../store/db.ts';
 import { sendFile } from './files.ts';
 import { mountClientApi } from './client-api.ts';
 import type { Sessions } from '../sessions.ts';
+import { registerControlPlane, registerSwagger } from '../api/index.ts';
 
 export interface AppOptions {
   store: Store;
@@ -22,16 +23,24 @@ export interface AppOptions {
   logger?: boolean | object;
   /** multicast sessions for deploy tasks (started by the client API's hello) */
   sessions?: Sessions;
+  /** control-plane settings: the timezone of cron schedules, the default retries of new tasks */
+  timezone?: string;
+  defaultRetries?: number;
 }
 
 const ARTIFACT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
 
 export function buildApp(o: AppOptions): FastifyInstance {
-  const app = Fastify({ logger: o.logger ?? false, trustProxy: false });
+  // unknown properties are an error (400 naming them), not silently dropped (fastify's default)
+  const app = Fastify({ logger: o.logger ?? false, trustProxy: false, ajv: { customOptions: { removeAdditional: false } } });
+  registerSwagger(app); // first: it documents the routes registered after it
 
   app.get('/api/v1/health', async () => ({ ok: true, images: o.images.names().length, machines: o.store.machines().length }));
 
-  mountClientApi(app, { store: o.store, baseUrl: o.baseUrl, ...(o.sessions ? { sessions: o.sessions } : {}) });
+  void app.register(async (client) => {
+    mountClientApi(client, { store: o.store, baseUrl: o.baseUrl, ...(o.sessions ? { sessions: o.sessions } : {}) });
+  });
+  registerControlPlane(app, { store: o.store, images: o.images, dataDir: o.dataDir, ...(o.timezone ? { timezone: o.timezone } : {}), ...(o.defaultRetries !== undefined ? { defaultRetries: o.defaultRetries } : {}) });
 
   app.get<{ Params: { file: string } }>('/boot/:file', async (req, reply) => {
     const m = /^(.+)\.ipxe$/.exec(req.params.file);
@@ -44,9 +53,13 @@ export function buildApp(o: AppOptions): FastifyInstance {
       a = o.store.assignment(mac);
     }
     reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store');
+    const boot = o.store.bootSettings(mac);
+    if (boot.policy === 'local') return localDiskScript(mac, 'boot policy local');
     if (!a) return localDiskScript(mac, isNew ? 'unknown machine (policy: ignore)' : 'no task');
     if (a.state === 'pending') o.store.setMachineState(a.taskId, mac, 'booting');
-    return environmentScript(o.baseUrl, mac, a, o.artifacts ?? DEFAULT_ARTIFACTS);
+    // a disk pinned by serial or WWN (machine or group setting) overrides the client's own choice
+    const pins = [boot.diskSerial ? `rackcast.disk-serial=${boot.diskSerial}` : '', boot.diskWwn ? `rackcast.disk-wwn=${boot.diskWwn}` : ''].filter(Boolean).join(' ');
+    return environmentScript(o.baseUrl, mac, a, o.artifacts ?? DEFAULT_ARTIFACTS, pins);
   });
 
   const files = (dir: string, type: string) => async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {
