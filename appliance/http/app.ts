@@ -31,7 +31,7 @@ export function buildApp(o: AppOptions): FastifyInstance {
 
   app.get('/api/v1/health', async () => ({ ok: true, images: o.images.names().length, machines: o.store.machines().length }));
 
-  mountClientApi(app, { store: o.store, baseUrl: o.baseUrl, ...(o.sessions ? { sessions: o.sessions } : {}) });
+  mountClientApi(app, { store: o.store, images: o.images, baseUrl: o.baseUrl, ...(o.sessions ? { sessions: o.sessions } : {}) });
 
   app.get<{ Params: { file: string } }>('/boot/:file', async (req, reply) => {
     const m = /^(.+)\.ipxe$/.exec(req.params.file);
