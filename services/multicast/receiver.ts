@@ -114,6 +114,8 @@ export class MulticastReceiver {
       const tData = performance.now();
       const w = this.#writer as DiskWriter;
       await w.finishHoles();
+      const fitted = await w.fitTable();
+      if (fitted) this.o.logger?.info({ moved: fitted.moved }, `partition table: ${fitted.reason}`);
       await w.close();
       this.#times = { firstData: ((this.#firstData || tData) - t0) / 1000, allData: (tData - t0) / 1000, synced: (performance.now() - t0) / 1000 };
       this.#done = true;
