@@ -63,14 +63,16 @@ export function mountClientApi(app: FastifyInstance, o: ClientApiOptions): void 
     o.store.setInventory(a.mac, req.body.inventory);
     o.store.event('client-hello', { kind: a.kind, image: a.image }, a.mac, a.taskId);
     const imageUrl = a.image ? `${o.baseUrl}/images/${a.image}` : null;
+    // a deploy gets its task's multicast session (started by the first hello); when none can run,
+    // an address nobody sends to: the receiver hears no ANNOUNCE and continues over HTTP
+    let multicast = { group: '239.255.77.255', port: 9799 };
     if (a.kind === 'deploy' && a.image && imageUrl && o.sessions) {
       const task = o.store.task(a.taskId);
       const open = task ? task.machines.filter((m) => !FINISHED.has(m.state)).length : 1;
-      o.sessions.ensure(a.taskId, a.image, imageUrl, open);
+      multicast = o.sessions.ensure(a.taskId, a.image, imageUrl, open) ?? multicast;
     }
     const res: HelloReply = {
-      taskId: a.taskId, kind: a.kind, image: a.image, imageUrl,
-      multicast: o.sessions?.group ?? { group: '239.255.77.1', port: 9700 },
+      taskId: a.taskId, kind: a.kind, image: a.image, imageUrl, multicast,
       after: a.kind === 'register' ? 'poweroff' : 'reboot',
     };
     return res;
