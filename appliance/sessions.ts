@@ -3,10 +3,11 @@
 // later hellos of the same task find it running. The sender waits for as many receivers as the
 // task has unfinished machines (at most maxWaitMs), then sends; it ends when every receiver is done.
 //
-// Limitation (for now): one session at a time, on the sender's default group and port. A hello
-// for another task while a session runs starts nothing; its machines then find no ANNOUNCE and
-// continue over HTTP after their fallback delay (same verification, unicast). Per-task groups and
-// ports come with the scheduler.
+// Each running session has its own slot k: group 239.255.77.(1+k) and port 9700+k (the sender
+// binds that port for the receivers' STATUS/NACK, so two sessions never share a socket). Tasks
+// deploying at the same time thus run side by side; a slot is reused once its session ends. With
+// every slot taken (MAX_SESSIONS), a task's machines find no ANNOUNCE and continue over HTTP after
+// their fallback delay (same verification, unicast).
 import { MulticastSender, SENDER_DEFAULTS, type SessionReport } from '../services/multicast/sender.ts';
 import type { ImageStore } from '../services/image/store.ts';
 import type { Logger } from './serve.ts';
@@ -21,38 +22,48 @@ export interface SessionsOptions {
 }
 
 export interface SessionInfo { taskId: number; image: string; group: string; port: number }
+export interface Where { group: string; port: number }
+
+/** Sessions that can run at once (slots: groups 239.255.77.1… and ports 9700…). */
+export const MAX_SESSIONS = 32;
+
+/** Slot k's group and port. */
+export function slotAddress(k: number): Where {
+  const base = SENDER_DEFAULTS.group.split('.').map(Number);
+  return { group: `${base[0]}.${base[1]}.${base[2]}.${(base[3] as number) + k}`, port: SENDER_DEFAULTS.port + k };
+}
+
+interface Running { taskId: number; image: string; slot: number; sender: MulticastSender; done: Promise<SessionReport | undefined> }
 
 export class Sessions {
   readonly o: SessionsOptions;
-  #current?: { taskId: number; image: string; sender: MulticastSender; done: Promise<SessionReport | undefined> };
+  readonly #running = new Map<number, Running>();
 
   constructor(o: SessionsOptions) {
     this.o = o;
   }
 
-  /** Where receivers listen (the same for every session for now). */
-  get group(): { group: string; port: number } {
-    return { group: SENDER_DEFAULTS.group, port: SENDER_DEFAULTS.port };
-  }
-
-  running(): SessionInfo | undefined {
-    const c = this.#current;
-    return c && { taskId: c.taskId, image: c.image, ...this.group };
+  running(): SessionInfo[] {
+    return [...this.#running.values()].map((r) => ({ taskId: r.taskId, image: r.image, ...slotAddress(r.slot) }));
   }
 
   /**
-   * Make sure a session for this task runs. Returns false when another task's session holds the
-   * group (its machines will use HTTP).
+   * Make sure a session for this task runs; returns where its receivers listen, or undefined when
+   * every slot is taken (the task's machines will use HTTP).
    */
-  ensure(taskId: number, image: string, imageUrl: string, minReceivers: number): boolean {
-    const c = this.#current;
-    if (c) {
-      if (c.taskId === taskId) return true;
-      this.o.logger?.warn({ taskId, running: c.taskId }, 'multicast: another task\'s session is running; this task\'s machines will fall back to HTTP');
-      return false;
+  ensure(taskId: number, image: string, imageUrl: string, minReceivers: number): Where | undefined {
+    const c = this.#running.get(taskId);
+    if (c) return slotAddress(c.slot);
+    const used = new Set([...this.#running.values()].map((r) => r.slot));
+    let slot = 0;
+    while (used.has(slot)) slot++;
+    if (slot >= MAX_SESSIONS) {
+      this.o.logger?.warn({ taskId, running: [...this.#running.keys()] }, `multicast: all ${MAX_SESSIONS} session slots are in use; this task's machines will fall back to HTTP`);
+      return undefined;
     }
+    const where = slotAddress(slot);
     const sender = new MulticastSender({
-      store: this.o.images, image, interfaceAddress: this.o.interfaceAddress, httpUrl: imageUrl,
+      ...where, store: this.o.images, image, interfaceAddress: this.o.interfaceAddress, httpUrl: imageUrl,
       minReceivers: Math.max(1, minReceivers), maxWaitMs: this.o.maxWaitMs ?? 120_000, rateMbit: this.o.rateMbit,
       ...(this.o.logger ? { logger: this.o.logger } : {}),
     });
@@ -62,16 +73,14 @@ export class Sessions {
     const done = sender.run().then(
       (r) => { log?.info({ taskId, image, reason: r.reason, seconds: r.seconds, bytesSent: r.bytesSent, repairPackets: r.repairPackets, rateMbit: r.finalRateMbit }, 'multicast: session ended'); return r; },
       (e: unknown) => { log?.error({ taskId, image, err: (e as Error).message }, 'multicast: session failed'); return undefined; },
-    ).finally(() => { if (this.#current?.sender === sender) this.#current = undefined; });
-    this.#current = { taskId, image, sender, done };
-    log?.info({ taskId, image, minReceivers, rateMbit: this.o.rateMbit, ...this.group }, 'multicast: session for task');
-    return true;
+    ).finally(() => { if (this.#running.get(taskId)?.sender === sender) this.#running.delete(taskId); });
+    this.#running.set(taskId, { taskId, image, slot, sender, done });
+    log?.info({ taskId, image, minReceivers, rateMbit: this.o.rateMbit, ...where }, 'multicast: session for task');
+    return where;
   }
 
   async close(): Promise<void> {
-    const c = this.#current;
-    if (!c) return;
-    await c.sender.close();
-    await c.done;
+    const all = [...this.#running.values()];
+    await Promise.all(all.map(async (c) => { await c.sender.close(); await c.done; }));
   }
 }

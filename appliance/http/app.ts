@@ -9,6 +9,7 @@ import { environmentScript, localDiskScript, DEFAULT_ARTIFACTS, type BootArtifac
 import { normalizeMac, type Store } from '../store/db.ts';
 import { sendFile } from './files.ts';
 import { mountClientApi } from './client-api.ts';
+import { mountUi } from '../ui/mount.ts';
 import type { Sessions } from '../sessions.ts';
 import { registerControlPlane, registerSwagger } from '../api/index.ts';
 
@@ -38,9 +39,10 @@ export function buildApp(o: AppOptions): FastifyInstance {
   app.get('/api/v1/health', async () => ({ ok: true, images: o.images.names().length, machines: o.store.machines().length }));
 
   void app.register(async (client) => {
-    mountClientApi(client, { store: o.store, baseUrl: o.baseUrl, ...(o.sessions ? { sessions: o.sessions } : {}) });
+    mountClientApi(client, { store: o.store, images: o.images, baseUrl: o.baseUrl, ...(o.sessions ? { sessions: o.sessions } : {}) });
   });
   registerControlPlane(app, { store: o.store, images: o.images, dataDir: o.dataDir, ...(o.timezone ? { timezone: o.timezone } : {}), ...(o.defaultRetries !== undefined ? { defaultRetries: o.defaultRetries } : {}) });
+  mountUi(app);
 
   app.get<{ Params: { file: string } }>('/boot/:file', async (req, reply) => {
     const m = /^(.+)\.ipxe$/.exec(req.params.file);

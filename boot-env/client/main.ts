@@ -9,14 +9,16 @@
 //
 // Modes: selftest (capture + restore through the real image code onto a scratch disk, used by
 // the QEMU e2e test), inventory (print everything, then a shell), deploy (deploy.ts: hello,
-// multicast receive onto the chosen disk, report, then the task's `after`, normally reboot).
-// hello, capture and register are the appliance flows still to come.
+// multicast receive onto the chosen disk, report, then the task's `after`, normally reboot),
+// capture (capture.ts: hello, read the chosen disk, send new chunks, commit). hello and register
+// are still to come.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, type ClientConfig, type Mode } from './config.ts';
 import { collectInventory, formatInventory, type Inventory } from './inventory.ts';
 import { runSelftest } from './selftest.ts';
 import { runDeploy } from './deploy.ts';
+import { runCapture } from './capture.ts';
 
 /** Set by the bundler (boot-env/build/client.ts) from package.json. */
 const VERSION = process.env.RACKCAST_CLIENT_VERSION ?? 'dev';
@@ -57,7 +59,9 @@ const HANDLERS: Record<Mode, (ctx: Ctx) => Promise<Action>> = {
   async deploy(ctx) {
     return await runDeploy({ cfg: ctx.cfg, inventory: ctx.inventory, log: ctx.log });
   },
-  capture: notYet('capture'),
+  async capture(ctx) {
+    return await runCapture({ cfg: ctx.cfg, inventory: ctx.inventory, log: ctx.log });
+  },
   register: notYet('register'),
 };
 

@@ -1,6 +1,8 @@
 // Capture: read a disk (block device or file) once, sequentially, in blocks; workers drop
 // all-zero blocks as holes, hash and compress the rest and store new chunks; then the manifest is
 // signed and committed. Nothing is visible in the store until every chunk is on disk.
+// captureToTarget is the same read for a network capture: chunks go to a ChunkTarget (the
+// appliance, over HTTP) and the manifest goes back to the caller to commit there.
 import { open } from 'node:fs/promises';
 import { RackcastError } from '../errors.ts';
 import { inspectPath, usersOf } from './device.ts';
@@ -25,10 +27,31 @@ export interface CaptureOptions {
 }
 export interface CaptureResult { image: OpenImage; newChunks: number; newBytes: number; reusedChunks: number; seconds: number }
 
-export async function captureImage(o: CaptureOptions): Promise<CaptureResult> {
-  const t0 = performance.now();
-  ImageStore.checkName(o.name);
-  if (o.store.has(o.name)) throw new RackcastError('RC_ERR_IMAGE_EXISTS', `an image named "${o.name}" already exists`, { image: o.name });
+/**
+ * Where a network capture sends its chunks (the boot client's HTTP uploader to the appliance).
+ * The receiving side decompresses and hash-checks every frame before it keeps it.
+ */
+export interface ChunkTarget {
+  /** Does the destination already hold this chunk? Then it is neither compressed nor sent. */
+  has(hash: string): Promise<boolean>;
+  /** Send one chunk: the zstd frame of `length` raw bytes hashing to `hash`. */
+  put(hash: string, length: number, frame: Uint8Array): Promise<void>;
+}
+export type RemoteCaptureOptions = Omit<CaptureOptions, 'store'> & {
+  target: ChunkTarget;
+  /** scratch directory for the workers (nothing is written there) */
+  tmpDir: string;
+};
+export interface RemoteCaptureResult { manifest: Manifest; newChunks: number; newBytes: number; reusedChunks: number; seconds: number }
+
+interface BlockOutcome { hash: string | null; existed: boolean; newBytes: number; buf: ArrayBuffer }
+type PerBlock = (pool: WorkerPool, buf: ArrayBuffer, length: number) => Promise<BlockOutcome>;
+
+/**
+ * Read the source once, sequentially, in blocks; `perBlock` (in workers) turns each into a hole
+ * or a stored/sent chunk. Returns the unsigned manifest: nothing is committed here.
+ */
+async function scan(o: Omit<CaptureOptions, 'store'>, workerRoot: string, perBlock: PerBlock): Promise<{ manifest: Manifest; newChunks: number; newBytes: number; reusedChunks: number }> {
   const blockSize = o.blockSize ?? STORE_DEFAULTS.blockSize;
   const info = inspectPath(o.source);
   if (info.kind === 'missing') throw new RackcastError('RC_ERR_SOURCE', `${o.source} does not exist`, { path: o.source });
@@ -38,8 +61,7 @@ export async function captureImage(o: CaptureOptions): Promise<CaptureResult> {
     throw new RackcastError('RC_ERR_SOURCE', `${o.source} is in use (${users.join('; ')}): unmount it, or use --force to capture a possibly inconsistent image`, { path: o.source, users });
   }
   const fh = await open(o.source, 'r');
-  const op = o.store.beginWrite('capture');
-  const pool = new WorkerPool({ root: o.store.root, level: o.level ?? STORE_DEFAULTS.level }, o.workers ? { workers: o.workers } : {});
+  const pool = new WorkerPool({ root: workerRoot, level: o.level ?? STORE_DEFAULTS.level }, o.workers ? { workers: o.workers } : {});
   try {
     const readAt = async (offset: number, length: number): Promise<Buffer> => {
       const b = Buffer.alloc(length);
@@ -70,16 +92,15 @@ export async function captureImage(o: CaptureOptions): Promise<CaptureResult> {
     await readAhead(Array.from({ length: n }, (_, i) => i), read, async (i, buf, readErr) => {
       if (readErr) throw readErr;
       const len = blockLength(dims, i);
-      const r = await pool.run({ op: 'store', buf: buf as ArrayBuffer, length: len }, [buf as ArrayBuffer]);
-      if (!r.hole) {
-        hashes[i] = r.hash as string;
-        if (r.existed) stats.reusedChunks++; else { stats.newChunks++; stats.newBytes += r.stored ?? 0; }
+      const r = await perBlock(pool, buf as ArrayBuffer, len);
+      if (r.hash) {
+        hashes[i] = r.hash;
+        if (r.existed) stats.reusedChunks++; else { stats.newChunks++; stats.newBytes += r.newBytes; }
       }
-      free.push(r.buf as ArrayBuffer);
+      free.push(r.buf);
       stats.done += len;
       o.onProgress?.({ done: stats.done, total: info.size });
     }, pool.size * 3);
-    o.store.syncChunks();
     const extents = extentsFrom(hashes);
     const data = hashes.filter((h) => h !== null).length;
     const manifest: Manifest = {
@@ -95,11 +116,51 @@ export async function captureImage(o: CaptureOptions): Promise<CaptureResult> {
       extents,
       stats: { blocks: n, dataBlocks: data, holeBlocks: n - data, uniqueChunks: new Set(hashes.filter((h) => h !== null)).size },
     };
-    const image = o.store.commit(manifest);
-    return { image, newChunks: stats.newChunks, newBytes: stats.newBytes, reusedChunks: stats.reusedChunks, seconds: (performance.now() - t0) / 1000 };
+    return { manifest, newChunks: stats.newChunks, newBytes: stats.newBytes, reusedChunks: stats.reusedChunks };
   } finally {
     await pool.close();
     await fh.close();
+  }
+}
+
+/** Capture into the local store: chunks are written as they come, the image appears at commit. */
+export async function captureImage(o: CaptureOptions): Promise<CaptureResult> {
+  const t0 = performance.now();
+  ImageStore.checkName(o.name);
+  if (o.store.has(o.name)) throw new RackcastError('RC_ERR_IMAGE_EXISTS', `an image named "${o.name}" already exists`, { image: o.name });
+  const op = o.store.beginWrite('capture');
+  try {
+    const r = await scan(o, o.store.root, async (pool, buf, length) => {
+      const w = await pool.run({ op: 'store', buf, length }, [buf]);
+      return { hash: w.hole ? null : w.hash as string, existed: w.existed ?? false, newBytes: w.stored ?? 0, buf: w.buf as ArrayBuffer };
+    });
+    o.store.syncChunks();
+    const image = o.store.commit(r.manifest);
+    return { image, newChunks: r.newChunks, newBytes: r.newBytes, reusedChunks: r.reusedChunks, seconds: (performance.now() - t0) / 1000 };
+  } finally {
     op.end();
   }
+}
+
+/**
+ * Capture to a remote target (a machine booted into the client, sending to the appliance): each
+ * block is hashed first; a chunk the target already has (an earlier image, or this capture
+ * before a dropped connection) is neither compressed nor sent. Returns the manifest for the
+ * target to check and commit.
+ */
+export async function captureToTarget(o: RemoteCaptureOptions): Promise<RemoteCaptureResult> {
+  const t0 = performance.now();
+  ImageStore.checkName(o.name);
+  const sent = new Set<string>();
+  const r = await scan(o, o.tmpDir, async (pool, buf, length) => {
+    const h = await pool.run({ op: 'hash', buf, length }, [buf]);
+    if (h.hole) return { hash: null, existed: false, newBytes: 0, buf: h.buf as ArrayBuffer };
+    const hash = h.hash as string;
+    if (sent.has(hash) || await o.target.has(hash)) return { hash, existed: true, newBytes: 0, buf: h.buf as ArrayBuffer };
+    sent.add(hash);
+    const c = await pool.run({ op: 'compress', buf: h.buf as ArrayBuffer, length }, [h.buf as ArrayBuffer]);
+    await o.target.put(hash, length, new Uint8Array(c.frame as ArrayBuffer));
+    return { hash, existed: false, newBytes: c.stored ?? 0, buf: c.buf as ArrayBuffer };
+  });
+  return { manifest: r.manifest, newChunks: r.newChunks, newBytes: r.newBytes, reusedChunks: r.reusedChunks, seconds: (performance.now() - t0) / 1000 };
 }

@@ -4,6 +4,8 @@
 // Jobs (see worker-pool.ts):
 //   store  raw block → hole? else SHA-256, and if the store lacks it: compress, temp file, rename
 //   put    a frame from outside (import) → decompress → hash must equal → stored if missing
+//   hash   raw block → hole? else SHA-256 (network capture: ask the appliance before compressing)
+//   compress  raw block → one zstd frame, handed back in a new buffer (nothing stored)
 //   checkFrame  a frame read by the caller → decompress → hash must equal → the frame is handed back
 //   unpack a frame from outside (multicast, HTTP) → decompress into a block buffer → hash must
 //          equal → block returned (nothing stored)
@@ -18,11 +20,13 @@ import { chunkPath } from './chunk-path.ts';
 export interface WorkerInit { root: string; level: number }
 export type Job =
   | { op: 'store'; buf: ArrayBuffer; length: number }
+  | { op: 'hash'; buf: ArrayBuffer; length: number }
+  | { op: 'compress'; buf: ArrayBuffer; length: number }
   | { op: 'put'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string }
   | { op: 'unpack'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; buf: ArrayBuffer; image: string }
   | { op: 'checkFrame'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string };
 export type Reply =
-  | { ok: true; hole?: boolean; hash?: string; stored?: number; existed?: boolean; buf?: ArrayBuffer }
+  | { ok: true; hole?: boolean; hash?: string; stored?: number; existed?: boolean; buf?: ArrayBuffer; frame?: ArrayBuffer }
   | { ok: false; code: string; message: string; fields: Record<string, unknown>; buf?: ArrayBuffer };
 
 const init = workerData as WorkerInit;
@@ -86,6 +90,19 @@ function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
     if (job.op === 'store') {
       const reply = store(job.buf, job.length);
       return { reply, transfer: give(job.buf) };
+    }
+    if (job.op === 'hash') {
+      const b = Buffer.from(job.buf, 0, job.length);
+      const reply: Reply = isZero(b) ? { ok: true, hole: true, buf: job.buf } : { ok: true, hash: createHash('sha256').update(b).digest('hex'), buf: job.buf };
+      return { reply, transfer: [job.buf] };
+    }
+    if (job.op === 'compress') {
+      const bound = compressBound(job.length);
+      if (scratch.length < bound) scratch = Buffer.allocUnsafe(bound);
+      const n = codec.compressInto(scratch, Buffer.from(job.buf, 0, job.length));
+      const frame = new ArrayBuffer(n);
+      scratch.copy(new Uint8Array(frame), 0, 0, n);
+      return { reply: { ok: true, stored: n, buf: job.buf, frame }, transfer: [job.buf, frame] };
     }
     if (job.op === 'unpack') {
       verifyFrame(job.hash, Buffer.from(job.frame, 0, job.frameLength), Buffer.from(job.buf, 0, job.length), job.image);

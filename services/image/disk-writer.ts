@@ -13,6 +13,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { RackcastError } from '../errors.ts';
 import { inspectPath, usersOf, type DeviceInfo } from './device.ts';
 import { blockHashes, blockLength, type Manifest } from './manifest.ts';
+import { fitGptToDisk, type FitResult } from './partition/fit.ts';
 
 export interface DiskWriterOptions { discard?: boolean }
 
@@ -55,7 +56,7 @@ export class DiskWriter {
     const fresh = info.kind === 'missing' || info.size === 0;
     const fh = await open(path, info.kind === 'missing' ? 'wx' : 'r+');
     if (fresh) await fh.truncate(manifest.disk.size);
-    return new DiskWriter(fh, { ...info, kind: 'file', size: manifest.disk.size }, manifest, fresh, opts.discard ?? false);
+    return new DiskWriter(fh, { ...info, kind: 'file', size: fresh ? manifest.disk.size : info.size }, manifest, fresh, opts.discard ?? false);
   }
 
   /** The refusals, without opening anything (also used for a dry run). */
@@ -125,6 +126,27 @@ export class DiskWriter {
         onBytes?.(n);
       }
     }
+  }
+
+  /**
+   * On a target larger than the image's disk, move a GPT's backup to the target's end
+   * (partition/fit.ts). Call after every block and hole is written.
+   */
+  async fitTable(): Promise<FitResult | undefined> {
+    if (this.manifest.partitionTable.kind !== 'gpt' || this.target.size <= this.manifest.disk.size) return undefined;
+    const fh = this.#fh;
+    return await fitGptToDisk({
+      read: async (offset, length) => {
+        const b = Buffer.alloc(length);
+        const { bytesRead } = await fh.read(b, 0, length, offset);
+        if (bytesRead !== length) throw new RackcastError('RC_ERR_IO', `short read at ${offset} of ${this.target.path}`, { path: this.target.path, offset });
+        return b;
+      },
+      write: async (offset, data) => {
+        let done = 0;
+        while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
+      },
+    }, this.manifest.disk.sectorSize, this.target.size);
   }
 
   async close(): Promise<void> {

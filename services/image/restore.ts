@@ -62,7 +62,8 @@ export interface RestoreOptions {
   workers?: number;
   onProgress?: (p: Progress) => void;
 }
-export interface RestoreResult { image: string; digest: string; bytesWritten: number; holes: number; seconds: number; target: string }
+/** `table`: what was done to fit the partition table to a larger target (partition/fit.ts), if anything */
+export interface RestoreResult { image: string; digest: string; bytesWritten: number; holes: number; seconds: number; target: string; table?: string }
 
 export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
   const t0 = performance.now();
@@ -77,6 +78,7 @@ export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
     }
     const writer = await DiskWriter.open(o.target, m, { discard: o.discard ?? false });
     let written = 0;
+    let fitted: Awaited<ReturnType<DiskWriter["fitTable"]>>;
     let holes = 0;
     try {
       const hashes = blockHashes(m);
@@ -99,11 +101,12 @@ export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
         o.onProgress?.({ phase: 'write', done, total: m.disk.size });
       }, pool.size * 4);
       await writer.finishHoles((n) => { done += n; o.onProgress?.({ phase: 'write', done, total: m.disk.size }); });
+      fitted = await writer.fitTable();
     } finally {
       await writer.close();
     }
     o.onProgress?.({ phase: 'write', done: m.disk.size, total: m.disk.size });
-    return { image: m.name, digest: img.digest, bytesWritten: written, holes, seconds: (performance.now() - t0) / 1000, target: o.target };
+    return { image: m.name, digest: img.digest, bytesWritten: written, holes, seconds: (performance.now() - t0) / 1000, target: o.target, ...(fitted ? { table: fitted.reason } : {}) };
   } finally {
     await pool.close();
   }

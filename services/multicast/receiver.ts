@@ -76,6 +76,7 @@ export class MulticastReceiver {
   #lastData = 0;
   #written = 0;
   #writer?: DiskWriter;
+  #loading?: Promise<void>;
   #pool?: WorkerPool;
   #mode: 'multicast' | 'unicast' = 'multicast';
   #failure?: unknown;
@@ -114,6 +115,8 @@ export class MulticastReceiver {
       const tData = performance.now();
       const w = this.#writer as DiskWriter;
       await w.finishHoles();
+      const fitted = await w.fitTable();
+      if (fitted) this.o.logger?.info({ moved: fitted.moved }, `partition table: ${fitted.reason}`);
       await w.close();
       this.#times = { firstData: ((this.#firstData || tData) - t0) / 1000, allData: (tData - t0) / 1000, synced: (performance.now() - t0) / 1000 };
       this.#done = true;
@@ -169,9 +172,20 @@ export class MulticastReceiver {
     }
   }
 
-  /** Verify and adopt a manifest; open the target. */
+  /**
+   * Verify and adopt a manifest; open the target. One load at a time: the HTTP load at start and
+   * an ANNOUNCE arriving meanwhile must not both open the target (O_EXCL: the second would fail
+   * with "in use"); the later caller waits and then finds the image adopted.
+   */
   async #load(given: { bytes: Buffer; sig: Buffer } | undefined, url: string | undefined, digest: Buffer | undefined): Promise<void> {
+    while (this.#loading) await this.#loading.catch(() => undefined);
     if (this.#img) return;
+    const p = this.#loadNow(given, url, digest);
+    this.#loading = p;
+    try { await p; } finally { if (this.#loading === p) this.#loading = undefined; }
+  }
+
+  async #loadNow(given: { bytes: Buffer; sig: Buffer } | undefined, url: string | undefined, digest: Buffer | undefined): Promise<void> {
     let bytes: Buffer, sigBytes: Buffer;
     if (given) ({ bytes, sig: sigBytes } = given);
     else {
@@ -256,6 +270,8 @@ export class MulticastReceiver {
       const given = this.o.manifest;
       if (given && `sha256:${a.digest.toString('hex')}` !== `sha256:${createHash('sha256').update(given.bytes).digest('hex')}`) { this.stats.foreign++; return; }
       this.#pendingAnnounce = this.#load(given, a.url, a.digest).then(() => {
+        // loaded over HTTP meanwhile, and this session sends another image: not ours
+        if (this.#img && this.#img.digest !== `sha256:${a.digest.toString('hex')}`) { this.stats.foreign++; this.#pendingAnnounce = undefined; return; }
         this.#session = session;
         this.#sender = { address: from, port: this.o.port };
         this.#lastData = Date.now();

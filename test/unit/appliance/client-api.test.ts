@@ -36,7 +36,7 @@ describe('client API', () => {
     const tokA = store.assignment(A)?.token as string;
     const r = await post('/api/v1/client/hello', { token: tokA, inventory: { disks: [{ name: 'vda' }] } });
     expect(r.statusCode).toBe(200);
-    expect(r.json()).toEqual({ taskId: t.id, kind: 'deploy', image: 'web', imageUrl: `${BASE}/images/web`, multicast: { group: '239.255.77.1', port: 9700 }, after: 'reboot' });
+    expect(r.json()).toEqual({ taskId: t.id, kind: 'deploy', image: 'web', imageUrl: `${BASE}/images/web`, multicast: { group: '239.255.77.255', port: 9799 }, after: 'reboot' }); // no sessions here: nobody sends, the client uses HTTP
     expect(store.inventory(A)).toEqual({ disks: [{ name: 'vda' }] });
 
     expect((await post('/api/v1/client/report', { token: tokA, state: 'running', detail: '3/10' })).statusCode).toBe(204);
