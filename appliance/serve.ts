@@ -87,7 +87,11 @@ export async function serve(c: ServeConfig, log: Logger, clock: Clock = systemCl
   const closers: (() => Promise<void>)[] = [async () => store.close()];
   const close = async (): Promise<void> => { for (const f of closers.splice(0).reverse()) await f().catch(() => undefined); };
   try {
-    const sessions = new Sessions({ images, interfaceAddress: c.address, rateMbit: c.mcastRateMbit ?? SERVE_DEFAULTS.mcastRateMbit, logger: log });
+    // deploy sessions start by the task's start rule (the engine decides; see docs/control-plane.md)
+    const sessions = new Sessions({ images, interfaceAddress: c.address, rateMbit: c.mcastRateMbit ?? SERVE_DEFAULTS.mcastRateMbit, logger: log, gate: (id) => {
+      const start = store.sessionMayStart(id);
+      return { start, joined: start ? (store.task(id)?.machines.filter((m) => m.joinedAt && !['done', 'failed', 'cancelled'].includes(m.state)).length ?? 0) : 0 };
+    } });
     closers.push(() => sessions.close());
     const token = ensureAdminToken(c.dataDir);
     // printed once, at the first start; afterwards it is only in <data>/admin.token (mode 0600)

@@ -19,6 +19,13 @@ export interface SessionsOptions {
   rateMbit: number;
   maxWaitMs?: number;
   logger?: Logger;
+  /**
+   * The task's start rule (the engine decides, the store records: Store.sessionMayStart), and how
+   * many of its machines have said hello. When given, a session starts when the rule says so and
+   * the machines that said hello have joined the group (or 3 s later), instead of after
+   * minReceivers/maxWaitMs.
+   */
+  gate?: (taskId: number) => { start: boolean; joined: number };
 }
 
 export interface SessionInfo { taskId: number; image: string; group: string; port: number }
@@ -62,9 +69,10 @@ export class Sessions {
       return undefined;
     }
     const where = slotAddress(slot);
-    const sender = new MulticastSender({
+    const sender: MulticastSender = new MulticastSender({
       ...where, store: this.o.images, image, interfaceAddress: this.o.interfaceAddress, httpUrl: imageUrl,
       minReceivers: Math.max(1, minReceivers), maxWaitMs: this.o.maxWaitMs ?? 120_000, rateMbit: this.o.rateMbit,
+      ...(this.o.gate ? { startGate: (): boolean => this.#gateOpen(taskId, sender) } : {}),
       ...(this.o.logger ? { logger: this.o.logger } : {}),
     });
     const log = this.o.logger;
@@ -77,6 +85,18 @@ export class Sessions {
     this.#running.set(taskId, { taskId, image, slot, sender, done });
     log?.info({ taskId, image, minReceivers, rateMbit: this.o.rateMbit, ...where }, 'multicast: session for task');
     return where;
+  }
+
+  readonly #gateOpenedAt = new Map<number, number>();
+
+  #gateOpen(taskId: number, sender: MulticastSender): boolean {
+    const g = this.o.gate?.(taskId);
+    if (!g?.start) return false;
+    const at = this.#gateOpenedAt.get(taskId) ?? Date.now();
+    this.#gateOpenedAt.set(taskId, at);
+    // a machine whose hello just returned needs a moment to join the group: give it 3 s
+    if (sender.receivers.size >= g.joined || Date.now() - at > 3000) { this.#gateOpenedAt.delete(taskId); return true; }
+    return false;
   }
 
   async close(): Promise<void> {

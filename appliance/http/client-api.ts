@@ -4,14 +4,15 @@
 //   POST /api/v1/client/hello   { token, inventory }  → the task: kind, image, image URL, multicast
 //                               group, what to do after. Records the inventory; for a deploy task
 //                               makes sure the task's multicast session runs.
-//   POST /api/v1/client/report  { token, state: running|done|failed, detail?, log? } → 204
+//   POST /api/v1/client/report  { token, state: running|done|failed, detail?, log?,
+//                               progress?: {done, total (bytes), mbps, verify?} } → 204
 //   (capture tasks: chunk upload and commit in capture-api.ts; a capture is done when its image
 //   is committed, so a capture client never reports done itself)
 //
 // 403: unknown token, or (hello) the machine's part of the task is finished. 409: a report for a
 // machine already done or failed (a late progress report must never reopen it). 400: bad body.
 import type { FastifyInstance } from 'fastify';
-import type { Store } from '../store/db.ts';
+import type { Progress, Store } from '../store/db.ts';
 import type { Sessions } from '../sessions.ts';
 import type { ImageStore } from '../../services/image/store.ts';
 import { mountCaptureApi, type CaptureIngest } from './capture-api.ts';
@@ -42,6 +43,10 @@ const reportSchema = {
       state: { type: 'string', enum: ['running', 'done', 'failed'] },
       detail: { type: 'string', maxLength: 2000 },
       log: { type: 'array', maxItems: 200, items: { type: 'string', maxLength: 2000 } },
+      progress: {
+        type: 'object', required: ['done', 'total'], additionalProperties: false,
+        properties: { done: { type: 'integer', minimum: 0 }, total: { type: 'integer', minimum: 0 }, mbps: { type: 'number', minimum: 0 }, verify: { type: 'string', enum: ['ok', 'failed', 'skipped'] } },
+      },
     },
   },
 } as const;
@@ -78,15 +83,18 @@ export function mountClientApi(app: FastifyInstance, o: ClientApiOptions): void 
     return res;
   });
 
-  app.post<{ Body: { token: string; state: 'running' | 'done' | 'failed'; detail?: string; log?: string[] } }>('/api/v1/client/report', { schema: reportSchema, bodyLimit: 1 << 20 }, async (req, reply) => {
+  app.post<{ Body: { token: string; state: 'running' | 'done' | 'failed'; detail?: string; log?: string[]; progress?: Omit<Progress, 'mbps'> & { mbps?: number } } }>('/api/v1/client/report', { schema: reportSchema, bodyLimit: 1 << 20 }, async (req, reply) => {
     const a = o.store.byToken(req.body.token);
     if (!a) return reply.code(403).send({ error: 'unknown token' });
     if (FINISHED.has(a.state)) return reply.code(409).send({ error: `this machine's part of task ${a.taskId} is already ${a.state}` });
-    const { state, detail, log } = req.body;
+    const { state, detail, log, progress } = req.body;
     if (a.kind === 'capture' && state === 'done') return reply.code(409).send({ error: 'a capture is done when its image is committed (POST /api/v1/client/capture/commit), not by a report' });
     if (a.kind === 'capture' && state === 'failed') ingest?.release(a.taskId);
     if (log?.length) o.store.event('client-log', { state, log }, a.mac, a.taskId);
-    o.store.setMachineState(a.taskId, a.mac, state, detail);
+    if (progress) o.store.setMachineProgress(a.taskId, a.mac, { ...progress, mbps: progress.mbps ?? 0 });
+    // a progress report of a running machine updates its detail without an event per report
+    if (state === 'running' && a.state === 'running') o.store.setMachineDetail(a.taskId, a.mac, detail);
+    else o.store.setMachineState(a.taskId, a.mac, state, detail);
     return reply.code(204).send();
   });
 }

@@ -397,6 +397,11 @@ export class Store {
     });
   }
 
+  /** A running machine's latest detail line (progress text): no event, the state is unchanged. */
+  setMachineDetail(taskId: number, mac: string, detail: string | undefined): void {
+    this.db.prepare(`update task_machines set detail = coalesce(?, detail), updated_at = ? where task_id = ? and mac = ? and ${OPEN}`).run(detail ?? null, this.#iso(), taskId, mac);
+  }
+
   /** Bytes written/received so far, total, current MB/s (and the verify result at the end). */
   setMachineProgress(taskId: number, mac: string, p: Progress): void {
     const r = this.db.prepare(`update task_machines set bytes_done = ?, bytes_total = ?, mbps = ?, verify = coalesce(?, verify), updated_at = ? where task_id = ? and mac = ? and ${OPEN}`)

@@ -11,7 +11,7 @@ import { inspectPath, usersOf } from '../../services/image/device.ts';
 import { captureToTarget, type ChunkTarget } from '../../services/image/capture.ts';
 import type { ClientConfig } from './config.ts';
 import type { Inventory } from './inventory.ts';
-import { chooseDisk, hello, reporter, type Action } from './deploy.ts';
+import { chooseDisk, diskPin, hello, reporter, type Action } from './deploy.ts';
 
 export interface UploadOptions {
   url: string;
@@ -91,7 +91,7 @@ export async function runCapture(o: CaptureRunOptions): Promise<Action> {
   const rep = reporter(o.cfg, log);
   try {
     if (task.kind !== 'capture' || !task.image) throw new Error(`the appliance gave a ${task.kind} task to a client booted for capture`);
-    const pick = chooseDisk(o.inventory.disks);
+    const pick = chooseDisk(o.inventory.disks, diskPin(o.cfg.settings));
     if ('error' in pick) throw new Error(pick.error);
     const source = `/dev/${pick.disk.name}`;
     const users = usersOf(inspectPath(source));
@@ -103,9 +103,10 @@ export async function runCapture(o: CaptureRunOptions): Promise<Action> {
     const t0 = performance.now();
     const timer = setInterval(() => {
       const s = (performance.now() - t0) / 1000;
-      const detail = `${last.done}/${last.total} bytes read, ${target.sent.bytes} sent, ${(last.done / 1e6 / Math.max(s, 0.001)).toFixed(1)} MB/s`;
+      const mbps = last.done / 1e6 / Math.max(s, 0.001);
+      const detail = `${last.done}/${last.total} bytes read, ${target.sent.bytes} sent, ${mbps.toFixed(1)} MB/s`;
       log(`rackcast: progress ${detail}`);
-      rep.report('running', detail).catch((e: unknown) => log(`rackcast: progress report failed: ${(e as Error).message}`));
+      rep.report('running', detail, undefined, { done: last.done, total: last.total, mbps }).catch((e: unknown) => log(`rackcast: progress report failed: ${(e as Error).message}`));
     }, o.progressMs ?? 3000);
     let r;
     try {

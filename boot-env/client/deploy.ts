@@ -4,8 +4,9 @@
 // (`after`, normally reboot: /init runs `reboot -f`, and the appliance's next /boot script for this
 // machine boots the local disk because its part of the task is done).
 //
-// Target disk rule: the largest disk in /sys/block that has a device behind it (so not loop, ram,
-// zram, dm, md), is not an sr/fd device and is not removable. If that disk is mounted or held, or
+// Target disk rule: the pinned disk (rackcast.disk-serial / rackcast.disk-wwn, from the machine's or
+// its group's settings) if there is one, else the largest disk in /sys/block that has a device
+// behind it (so not loop, ram, zram, dm, md), is not an sr/fd device and is not removable. If that disk is mounted or held, or
 // too small for the image (DiskWriter's refusals), the deploy fails with that reason: it never
 // falls back to another disk.
 import { networkInterfaces } from 'node:os';
@@ -22,9 +23,31 @@ export type Action = 'poweroff' | 'reboot' | 'shell';
 
 const EXCLUDED = /^(loop|ram|zram|sr|fd|dm-|md|nbd)/;
 
-/** The deploy target by rule, or an explanation of why there is none. */
-export function chooseDisk(disks: Disk[]): { disk: Disk } | { error: string } {
+export interface DiskPin { serial?: string; wwn?: string }
+
+/** The pin the appliance put on the kernel command line (a machine's or its group's pinned disk). */
+export function diskPin(settings: Map<string, string>): DiskPin | undefined {
+  const serial = settings.get('disk-serial');
+  const wwn = settings.get('disk-wwn');
+  return serial || wwn ? { ...(serial ? { serial } : {}), ...(wwn ? { wwn } : {}) } : undefined;
+}
+
+const normWwn = (s: string): string => s.trim().toLowerCase().replace(/^(naa|eui|t10|wwn)[.-]/, '').replace(/^0x/, '');
+
+/**
+ * The target (or capture source) by rule, or an explanation of why there is none: the pinned disk
+ * (serial or WWN) when the machine has one — never another disk if it is missing — else the
+ * largest fixed disk.
+ */
+export function chooseDisk(disks: Disk[], pin?: DiskPin): { disk: Disk } | { error: string } {
   const eligible = disks.filter((d) => !EXCLUDED.test(d.name));
+  if (pin) {
+    const hit = eligible.find((d) => (pin.serial !== undefined && d.serial?.trim() === pin.serial.trim()) || (pin.wwn !== undefined && d.wwid !== undefined && normWwn(d.wwid) === normWwn(pin.wwn)));
+    const what = [pin.serial ? `serial ${pin.serial}` : '', pin.wwn ? `WWN ${pin.wwn}` : ''].filter(Boolean).join(' / ');
+    if (!hit) return { error: `the pinned disk (${what}) is not in this machine (disks: ${eligible.map((d) => `${d.name} serial=${d.serial ?? '-'} wwn=${d.wwid ?? '-'}`).join('; ') || 'none'})` };
+    if (hit.removable) return { error: `the pinned disk (${what}) is ${hit.name}, a removable disk, which is never used` };
+    return { disk: hit };
+  }
   const fixed = eligible.filter((d) => !d.removable && d.size > 0);
   if (!fixed.length) {
     const removable = eligible.filter((d) => d.removable).map((d) => d.name);
@@ -67,12 +90,14 @@ export async function hello(cfg: ClientConfig, inventory: Inventory, log: (l: st
   return await r.json() as HelloReply;
 }
 
-export interface Reporter { report(state: 'running' | 'done' | 'failed', detail?: string, logLines?: string[]): Promise<void> }
+export interface ReportProgress { done: number; total: number; mbps?: number; verify?: 'ok' | 'failed' | 'skipped' }
+export interface Reporter { report(state: 'running' | 'done' | 'failed', detail?: string, logLines?: string[], progress?: ReportProgress): Promise<void> }
 
 export function reporter(cfg: ClientConfig, log: (l: string) => void): Reporter {
   return {
-    async report(state, detail, logLines) {
-      const body = { token: cfg.token, state, ...(detail !== undefined ? { detail: detail.slice(0, 2000) } : {}), ...(logLines?.length ? { log: logLines.slice(-100).map((l) => l.slice(0, 2000)) } : {}) };
+    async report(state, detail, logLines, progress) {
+      const p = progress && { done: Math.max(0, Math.floor(progress.done)), total: Math.max(0, Math.floor(progress.total)), ...(progress.mbps !== undefined && Number.isFinite(progress.mbps) ? { mbps: Math.max(0, progress.mbps) } : {}), ...(progress.verify ? { verify: progress.verify } : {}) };
+      const body = { token: cfg.token, state, ...(detail !== undefined ? { detail: detail.slice(0, 2000) } : {}), ...(logLines?.length ? { log: logLines.slice(-100).map((l) => l.slice(0, 2000)) } : {}), ...(p ? { progress: p } : {}) };
       const r = state === 'running' ? await post(`${cfg.url}/api/v1/client/report`, body, 5000) : await postRetry(`${cfg.url}/api/v1/client/report`, body, log);
       if (!r.ok && state !== 'running') throw new Error(`report ${state} refused: HTTP ${r.status} ${await r.text()}`);
     },
@@ -89,7 +114,7 @@ export async function runDeploy(o: DeployOptions): Promise<Action> {
   const rep = reporter(o.cfg, log);
   try {
     if (task.kind !== 'deploy' || !task.imageUrl) throw new Error(`the appliance gave a ${task.kind} task to a client booted for deploy`);
-    const pick = chooseDisk(o.inventory.disks);
+    const pick = chooseDisk(o.inventory.disks, diskPin(o.cfg.settings));
     if ('error' in pick) throw new Error(pick.error);
     const target = `/dev/${pick.disk.name}`;
     const users = usersOf(inspectPath(target));
@@ -98,11 +123,15 @@ export async function runDeploy(o: DeployOptions): Promise<Action> {
     if (!address) throw new Error('no IPv4 address on any NIC: the network did not come up');
     log(`rackcast: target ${target} (${pick.disk.size} bytes${pick.disk.model ? `, ${pick.disk.model}` : ''}), receiving on ${address}`);
     await rep.report('running', `target ${target}`);
-    let last = { have: 0, total: 0, mode: 'multicast' };
+    let last = { have: 0, total: 0, written: 0, totalBytes: 0, mode: 'multicast' };
+    let prev = { at: performance.now(), written: 0 };
     const timer = setInterval(() => {
+      const now = performance.now();
+      const mbps = (last.written - prev.written) / 1e6 / Math.max(0.001, (now - prev.at) / 1000);
+      prev = { at: now, written: last.written };
       const detail = `${last.have}/${last.total}`;
-      log(`rackcast: progress ${detail} (${last.mode})`);
-      rep.report('running', detail).catch((e: unknown) => log(`rackcast: progress report failed: ${(e as Error).message}`));
+      log(`rackcast: progress ${detail} (${last.mode}, ${mbps.toFixed(1)} MB/s)`);
+      rep.report('running', detail, undefined, { done: last.written, total: last.totalBytes, mbps }).catch((e: unknown) => log(`rackcast: progress report failed: ${(e as Error).message}`));
     }, o.progressMs ?? 3000);
     let report;
     try {
@@ -118,7 +147,7 @@ export async function runDeploy(o: DeployOptions): Promise<Action> {
     }
     const summary = `${report.image} ${report.digest} → ${target}: ${report.chunks} chunks, ${report.bytesWritten} bytes in ${report.seconds.toFixed(1)} s (${report.mode}: ${report.viaMulticast} multicast, ${report.viaUnicast} unicast)`;
     log(`RACKCAST-DEPLOY-OK ${summary}`);
-    await rep.report('done', summary);
+    await rep.report('done', summary, undefined, { done: report.bytesWritten, total: report.bytesWritten, mbps: report.bytesWritten / 1e6 / Math.max(0.001, report.seconds), verify: 'ok' });
     return task.after;
   } catch (e) {
     const err = e as Error & { code?: string };

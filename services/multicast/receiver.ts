@@ -43,7 +43,8 @@ export interface ReceiverOptions extends Partial<typeof RECEIVER_DEFAULTS> {
   trustKeyId?: string;
   discard?: boolean;
   workers?: number;
-  onProgress?: (p: { have: number; total: number; written: number; mode: 'multicast' | 'unicast' }) => void;
+  /** have/total: chunks; written/totalBytes: bytes of the disk written so far / to be written (data blocks) */
+  onProgress?: (p: { have: number; total: number; written: number; totalBytes: number; mode: 'multicast' | 'unicast' }) => void;
   logger?: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
 }
 
@@ -75,6 +76,7 @@ export class MulticastReceiver {
   #idle = false;
   #lastData = 0;
   #written = 0;
+  #dataBytes = 0;
   #writer?: DiskWriter;
   #loading?: Promise<void>;
   #pool?: WorkerPool;
@@ -206,6 +208,7 @@ export class MulticastReceiver {
     if (this.#img) return;
     this.#writer = await DiskWriter.open(this.o.target, manifest, { discard: this.o.discard ?? false });
     this.#table = chunkTable(manifest);
+    this.#dataBytes = this.#table.reduce((a, c) => a + c.length * c.blocks.length, 0);
     this.#have = new Bits(this.#table.length);
     this.#lastNack = new Float64Array(this.#table.length);
     this.#img = { manifest, sig, digest: sig.digest, url };
@@ -312,7 +315,7 @@ export class MulticastReceiver {
       if (via === 'multicast' && index > this.#frontier) this.#frontier = index;
       this.#written += e.length * e.blocks.length;
       if (via === 'multicast') this.stats.viaMulticast++; else this.stats.viaUnicast++;
-      this.o.onProgress?.({ have: (this.#have as Bits).count, total: this.#table.length, written: this.#written, mode: this.#mode });
+      this.o.onProgress?.({ have: (this.#have as Bits).count, total: this.#table.length, written: this.#written, totalBytes: this.#dataBytes, mode: this.#mode });
       return true;
     } catch (err) {
       if (isRackcastError(err, 'RC_ERR_CHUNK_CORRUPT')) { this.stats.rejected++; return false; } // forged or damaged: fetch again

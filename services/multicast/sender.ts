@@ -43,6 +43,11 @@ export interface SenderOptions extends Partial<typeof SENDER_DEFAULTS> {
   /** base URL receivers use for the manifest and for unicast chunk fetches */
   httpUrl: string;
   logger?: { info(o: object, m?: string): void; warn(o: object, m?: string): void; debug?(o: object, m?: string): void };
+  /**
+   * When given, it alone decides when sending starts (polled while waiting; at least one receiver
+   * must have joined): the appliance's start rule. minReceivers and maxWaitMs then do not apply.
+   */
+  startGate?: () => boolean;
 }
 
 export interface ReceiverState {
@@ -174,7 +179,10 @@ export class MulticastSender extends EventEmitter {
       if (now - lastAnnounce >= this.o.announceMs) { lastAnnounce = now; this.#announce(); this.#expireReceivers(now); }
       if (!this.#started) {
         const joined = this.receivers.size;
-        if (joined >= this.o.minReceivers || (this.o.maxWaitMs > 0 && now - waitStart >= this.o.maxWaitMs)) {
+        const go = this.o.startGate
+          ? joined >= 1 && this.o.startGate()
+          : joined >= this.o.minReceivers || (this.o.maxWaitMs > 0 && now - waitStart >= this.o.maxWaitMs);
+        if (go) {
           this.#started = true;
           this.#t0 = performance.now();
           this.#pacer.reset();
@@ -220,7 +228,7 @@ export class MulticastSender extends EventEmitter {
 
   #finished(): boolean {
     const active = [...this.receivers.values()].filter((r) => r.state === 'receiving' || r.state === 'unicast' || r.state === 'done');
-    if (active.length < this.o.minReceivers) return false;
+    if (active.length < (this.o.startGate ? 1 : this.o.minReceivers)) return false;
     return active.length > 0 && active.every((r) => r.state === 'done');
   }
 

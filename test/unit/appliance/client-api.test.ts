@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../appliance/http/app.ts';
 import { Store } from '../../../appliance/store/db.ts';
 import { ImageStore } from '../../../services/image/store.ts';
-import { chooseDisk } from '../../../boot-env/client/deploy.ts';
+import { chooseDisk, diskPin } from '../../../boot-env/client/deploy.ts';
 import type { Disk } from '../../../boot-env/client/inventory.ts';
 
 let dir: string;
@@ -73,5 +73,32 @@ describe('deploy target rule', () => {
   it('explains when there is none', () => {
     expect(chooseDisk([disk('sdb', 900, true)])).toEqual({ error: expect.stringMatching(/only removable disk\(s\) sdb/) });
     expect(chooseDisk([])).toEqual({ error: expect.stringMatching(/no disk found/) });
+  });
+  it('a pinned disk (serial or WWN from the kernel command line) wins, and is never replaced by another', () => {
+    const disks = [{ ...disk('sda', 900), serial: 'BIG1' }, { ...disk('sdb', 100), serial: ' S3Z9NB0K ', wwid: 'naa.5002538e40a1b2c3' }];
+    expect(diskPin(new Map([['disk-serial', 'S3Z9NB0K']]))).toEqual({ serial: 'S3Z9NB0K' });
+    expect(diskPin(new Map([['mode', 'deploy']]))).toBeUndefined();
+    expect(chooseDisk(disks, { serial: 'S3Z9NB0K' })).toEqual({ disk: disks[1] });
+    expect(chooseDisk(disks, { wwn: '0x5002538E40A1B2C3' })).toEqual({ disk: disks[1] });
+    expect(chooseDisk(disks, { serial: 'GONE' })).toEqual({ error: expect.stringMatching(/pinned disk \(serial GONE\) is not in this machine.*sda serial=BIG1/) });
+    expect(chooseDisk([{ ...disk('sdc', 64, true), serial: 'USB' }], { serial: 'USB' })).toEqual({ error: expect.stringMatching(/removable disk, which is never used/) });
+  });
+});
+
+describe('client progress reports', () => {
+  it('record bytes and MB/s for the task (no event per report), and the detail line', async () => {
+    const M = '52:54:00:00:00:0c';
+    const t = store.createTask('deploy', 'web', [M]);
+    const tok = store.assignment(M)?.token as string;
+    expect((await post('/api/v1/client/hello', { token: tok, inventory: {} })).statusCode).toBe(200);
+    expect((await post('/api/v1/client/report', { token: tok, state: 'running', detail: 'target /dev/vda' })).statusCode).toBe(204);
+    const events = (): number => (store.db.prepare('select count(*) n from events where task_id = ?').get(t.id) as { n: number }).n;
+    const before = events();
+    for (const done of [1, 2, 3]) {
+      expect((await post('/api/v1/client/report', { token: tok, state: 'running', detail: `${done}/4`, progress: { done: done << 20, total: 4 << 20, mbps: 12.5 } })).statusCode).toBe(204);
+    }
+    expect(events()).toBe(before);
+    expect(store.task(t.id)?.machines[0]).toMatchObject({ state: 'running', detail: '3/4', bytesDone: 3 << 20, bytesTotal: 4 << 20, mbps: 12.5 });
+    expect((await post('/api/v1/client/report', { token: tok, state: 'running', progress: { done: -1, total: 4 } })).statusCode).toBe(400);
   });
 });
