@@ -6,8 +6,10 @@ import { exportImage, importImage } from '../../services/image/export.ts';
 import { fmtBytes, fmtRate, progressBar } from './progress.ts';
 import { dataDirFrom } from './main.ts';
 
-export const IMAGE_USAGE = `  image capture SOURCE --name NAME [--block-size 1M] [--level 3] [--force]
-                                capture a disk (block device or file) into a new image
+export const IMAGE_USAGE = `  image capture SOURCE --name NAME [--block-size 4M] [--level 3] [--raw] [--force]
+                                capture a disk (block device or file) into a new image: only what
+                                ext2/3/4, FAT and NTFS use (--raw: every byte); --force: a mounted
+                                source, and the allocation maps of filesystems that are not clean
   image restore NAME TARGET [--discard] [--no-preverify]
                                 write an image onto a disk or file, bit-exact
   image verify NAME [--json]    check signature and every chunk of an image
@@ -27,6 +29,7 @@ const common = {
   'block-size': { type: 'string' },
   level: { type: 'string' },
   force: { type: 'boolean' },
+  raw: { type: 'boolean' },
   discard: { type: 'boolean' },
   'no-preverify': { type: 'boolean' },
   grace: { type: 'string' },
@@ -59,8 +62,13 @@ export async function imageCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       const level = v.level ? Number(v.level) : undefined;
       if (level !== undefined && !(Number.isInteger(level) && level >= 1 && level <= 19)) throw new RackcastError('RC_ERR_USAGE', '--level must be 1…19');
       const r = await captureImage({
-        store: store(), source: source as string, name: v.name, force: v.force ?? false,
+        store: store(), source: source as string, name: v.name, force: v.force ?? false, usedOnly: !v.raw,
         ...(v['block-size'] ? { blockSize: parseSize(v['block-size']) } : {}), ...(level ? { level } : {}),
+        onPlan: (plan) => {
+          if (!plan) return;
+          for (const p of plan.partitions) out(`  partition ${String(p.index).padStart(2)}  ${p.policy.padEnd(6)} ${fmtBytes(p.usedBytes).padStart(10)} used  ${p.reason}`);
+          out(`  reading ${fmtBytes(plan.readBytes)} of the disk`);
+        },
         onProgress: (p) => bar.update(p.done, p.total, 'capture'),
       });
       bar.done();

@@ -11,6 +11,8 @@ import { readPartitionTable } from './partition/table.ts';
 import { ImageStore, STORE_DEFAULTS, type OpenImage } from './store.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { readAhead } from './chunk-reader.ts';
+import { planDisk, manifestAllocations } from './fs/index.ts';
+import { clip, totalBytes, type Range } from './fs/ranges.ts';
 
 export interface Progress { done: number; total: number }
 export interface CaptureOptions {
@@ -20,9 +22,19 @@ export interface CaptureOptions {
   blockSize?: number;
   level?: number;
   workers?: number;
-  /** capture even though the source is mounted (the image may then be inconsistent) */
+  /**
+   * capture even though the source is mounted (the image may then be inconsistent), and trust the
+   * allocation maps of filesystems that are not clean
+   */
   force?: boolean;
+  /**
+   * read only what the filesystems use (services/image/fs; default true): unused space becomes
+   * holes. false: every byte is read (zero blocks still become holes).
+   */
+  usedOnly?: boolean;
   onProgress?: (p: Progress) => void;
+  /** what the capture will read, partition by partition (before reading starts) */
+  onPlan?: (plan: { partitions: { index: number; policy: string; reason: string; usedBytes: number }[]; readBytes: number } | undefined) => void;
   signal?: AbortSignal;
 }
 export interface CaptureResult { image: OpenImage; newChunks: number; newBytes: number; reusedChunks: number; seconds: number }
@@ -71,19 +83,43 @@ async function scan(o: Omit<CaptureOptions, 'store'>, workerRoot: string, perBlo
     const table = await readPartitionTable(readAt, info.size, info.sectorSize);
     const dims = { disk: { size: info.size, sectorSize: info.sectorSize }, blockSize };
     const n = blockCount(dims);
+    const plan = o.usedOnly === false ? undefined : await planDisk(readAt, table, info.size, { force: o.force ?? false });
+    o.onPlan?.(plan ? { partitions: manifestAllocations(plan), readBytes: plan.usedBytes } : undefined);
+    /** the used byte ranges inside block i (undefined: read it whole) */
+    const usedIn = (i: number): Range[] | undefined => plan && clip(plan.ranges, i * blockSize, i * blockSize + blockLength(dims, i));
     const hashes = new Array<string | null>(n).fill(null);
     const free: ArrayBuffer[] = [];
-    const stats = { newChunks: 0, newBytes: 0, reusedChunks: 0, done: 0 };
+    const stats = { newChunks: 0, newBytes: 0, reusedChunks: 0, done: 0, readBytes: 0 };
     // One read at a time, in disk order (the source is read once, sequentially); workers hash,
     // compress and store up to pool.size × 3 blocks behind it; block buffers are reused.
     let reading = Promise.resolve();
-    const read = (i: number): Promise<ArrayBuffer> => {
+    const readFully = async (into: Uint8Array, offset: number): Promise<void> => {
+      const { bytesRead } = await fh.read(into, 0, into.length, offset);
+      if (bytesRead !== into.length) throw new RackcastError('RC_ERR_IO', `short read at offset ${offset} of ${o.source} (device shrank?)`, { path: o.source, offset });
+    };
+    // A block no filesystem uses is not read at all (null: a hole). A block mostly used is read
+    // whole and its unused parts zeroed; otherwise only its used pieces are read.
+    const read = (i: number): Promise<ArrayBuffer | null> => {
       const next = reading.then(async () => {
         if (o.signal?.aborted) throw new RackcastError('RC_ERR_IO', 'capture aborted', { image: o.name });
-        const buf = free.pop() ?? new ArrayBuffer(blockSize);
         const len = blockLength(dims, i);
-        const { bytesRead } = await fh.read(new Uint8Array(buf, 0, len), 0, len, i * blockSize);
-        if (bytesRead !== len) throw new RackcastError('RC_ERR_IO', `short read at offset ${i * blockSize} of ${o.source} (device shrank?)`, { path: o.source, offset: i * blockSize });
+        const base = i * blockSize;
+        const used = usedIn(i);
+        if (used && used.length === 0) return null;
+        const buf = free.pop() ?? new ArrayBuffer(blockSize);
+        const view = new Uint8Array(buf, 0, len);
+        if (!used || totalBytes(used) * 2 >= len) {
+          await readFully(view, base);
+          if (used) {
+            let at = base;
+            for (const [s, e] of used) { view.fill(0, at - base, s - base); at = e; }
+            view.fill(0, at - base, len);
+          }
+        } else {
+          view.fill(0);
+          for (const [s, e] of used) await readFully(view.subarray(s - base, e - base), s);
+        }
+        stats.readBytes += used ? totalBytes(used) : len;
         return buf;
       });
       reading = next.then(() => undefined, () => undefined);
@@ -92,6 +128,11 @@ async function scan(o: Omit<CaptureOptions, 'store'>, workerRoot: string, perBlo
     await readAhead(Array.from({ length: n }, (_, i) => i), read, async (i, buf, readErr) => {
       if (readErr) throw readErr;
       const len = blockLength(dims, i);
+      if (buf === null) { // unused by every filesystem: a hole, never read
+        stats.done += len;
+        o.onProgress?.({ done: stats.done, total: info.size });
+        return;
+      }
       const r = await perBlock(pool, buf as ArrayBuffer, len);
       if (r.hash) {
         hashes[i] = r.hash;
@@ -115,6 +156,7 @@ async function scan(o: Omit<CaptureOptions, 'store'>, workerRoot: string, perBlo
       partitionTable: tableToManifest(table),
       extents,
       stats: { blocks: n, dataBlocks: data, holeBlocks: n - data, uniqueChunks: new Set(hashes.filter((h) => h !== null)).size },
+      ...(plan ? { usedBlocks: { version: 1 as const, forced: o.force ?? false, readBytes: stats.readBytes, partitions: manifestAllocations(plan) } } : {}),
     };
     return { manifest, newChunks: stats.newChunks, newBytes: stats.newBytes, reusedChunks: stats.reusedChunks };
   } finally {

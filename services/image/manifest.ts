@@ -47,6 +47,16 @@ export interface Manifest {
   partitionTable: ManifestPartitionTable;
   extents: Extent[];
   stats: { blocks: number; dataBlocks: number; holeBlocks: number; uniqueChunks: number };
+  /** How each partition was captured (services/image/fs): by its allocation map, or raw and why. Absent: the whole disk was read. */
+  usedBlocks?: UsedBlocks;
+}
+export interface UsedBlocks {
+  version: 1;
+  /** the allocation maps of filesystems that were not clean were trusted anyway (--force) */
+  forced: boolean;
+  /** bytes read from the source (used ranges); the rest of the disk is restored as zeros */
+  readBytes: number;
+  partitions: { index: number; policy: string; reason: string; usedBytes: number }[];
 }
 
 export function tableToManifest(t: PartitionTable): ManifestPartitionTable {
@@ -207,6 +217,19 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
     next = start + hashes.length + 1; // extents are sorted, disjoint and not adjacent
     data += hashes.length;
   });
+  if (m.usedBlocks !== undefined) {
+    const u = obj(m.usedBlocks, 'usedBlocks');
+    if (u.version !== 1) bad('unsupported version', 'usedBlocks.version');
+    if (typeof u.forced !== 'boolean') bad('expected a boolean', 'usedBlocks.forced');
+    int(u.readBytes, 'usedBlocks.readBytes', 0, size);
+    arr(u.partitions, 'usedBlocks.partitions').forEach((p, i) => {
+      const q = obj(p, `usedBlocks.partitions[${i}]`);
+      int(q.index, `usedBlocks.partitions[${i}].index`);
+      str(q.policy, `usedBlocks.partitions[${i}].policy`, 16);
+      str(q.reason, `usedBlocks.partitions[${i}].reason`, 2000);
+      int(q.usedBytes, `usedBlocks.partitions[${i}].usedBytes`, 0, size);
+    });
+  }
   const st = obj(m.stats, 'stats');
   if (st.blocks !== blocks || st.dataBlocks !== data || st.holeBlocks !== blocks - data || st.uniqueChunks !== unique.size) {
     bad('do not match the extents', 'stats');
