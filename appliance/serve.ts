@@ -13,6 +13,7 @@ import { ImageStore } from '../services/image/store.ts';
 import { buildApp } from './http/app.ts';
 import { Store } from './store/db.ts';
 import { Sessions } from './sessions.ts';
+import { startRouterAdverts, type RaMode } from './ra.ts';
 import { Engine } from './engine.ts';
 import { systemClock, type Clock } from './scheduler.ts';
 import { WakeOnLan, servingBroadcast } from './wol.ts';
@@ -35,6 +36,8 @@ export interface ServeConfig {
   ipxeDir: string;
   /** multicast sender rate for deploy sessions (Mbit/s) */
   mcastRateMbit?: number;
+  /** IPv6 router advertisements on the boot interface (appliance/ra.ts); default auto */
+  ipv6Ra?: RaMode;
   /** the control plane: tasks, schedules, Wake-on-LAN, webhook (config.ts has the defaults) */
   control?: ControlConfig;
 }
@@ -116,6 +119,8 @@ export async function serve(c: ServeConfig, log: Logger, clock: Clock = systemCl
       await dhcp.listen();
       closers.push(() => dhcp.close());
     }
+    const ra = await startRouterAdverts({ mode: c.ipv6Ra ?? 'auto', dhcp: c.dhcp, address: c.address, dataDir: c.dataDir, log });
+    if (ra) closers.push(ra);
     if (ctl) {
       let wol: WakeOnLan | undefined;
       if (ctl.wol.enabled) {
