@@ -87,6 +87,7 @@ export async function imageCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       bar.done();
       out(`restored ${r.image} onto ${r.target}: ${fmtBytes(r.bytesWritten)} of data, ${r.holes} holes ${v.discard ? 'discarded' : 'zeroed'}; ${r.seconds.toFixed(1)} s`);
       if (r.table) out(`partition table: ${r.table}`);
+      if (r.discard) out(`note: ${r.discard}`);
       return 0;
     }
     case 'verify': {

@@ -121,7 +121,7 @@ export async function runDeploy(o: DeployOptions): Promise<Action> {
     if (users.length) throw new Error(`refusing ${target}: ${users.join('; ')}`);
     const address = bootAddress(o.cfg.settings.get('mac'));
     if (!address) throw new Error('no IPv4 address on any NIC: the network did not come up');
-    log(`rackcast: target ${target} (${pick.disk.size} bytes${pick.disk.model ? `, ${pick.disk.model}` : ''}), receiving on ${address}`);
+    log(`rackcast: target ${target} (${pick.disk.size} bytes${pick.disk.model ? `, ${pick.disk.model}` : ''}, ${pick.disk.rotational ? 'rotational: holes zeroed' : 'non-rotational: holes discarded'}), receiving on ${address}`);
     await rep.report('running', `target ${target}`);
     let last = { have: 0, total: 0, written: 0, totalBytes: 0, mode: 'multicast' };
     let prev = { at: performance.now(), written: 0 };
@@ -138,6 +138,8 @@ export async function runDeploy(o: DeployOptions): Promise<Action> {
       const rx = new MulticastReceiver({
         imageUrl: task.imageUrl, target, interfaceAddress: address, group: task.multicast.group, port: task.multicast.port,
         fallbackMs: o.fallbackMs ?? 10_000,
+        // SSDs and NVMe: unused ranges are discarded (TRIM) instead of zeroed; falls back to zeroing
+        discard: !pick.disk.rotational,
         onProgress: (p) => { last = p; },
         logger: { info: (x, m) => log(`rackcast: ${m ?? ''} ${JSON.stringify(x)}`), warn: (x, m) => log(`rackcast: warning: ${m ?? ''} ${JSON.stringify(x)}`) },
       });

@@ -26,10 +26,12 @@ export class DiskWriter {
   readonly manifest: Manifest;
   /** true when the target is a file we just created or grew from empty: holes are already zero */
   readonly fresh: boolean;
-  readonly #fh: FileHandle;
+  #fh: FileHandle;
   readonly #hashes: (string | null)[];
   readonly #discard: boolean;
   #closed = false;
+  /** set when discarding holes failed and they were zeroed instead (why) */
+  discardFallback?: string;
 
   private constructor(fh: FileHandle, target: DeviceInfo, manifest: Manifest, fresh: boolean, discard: boolean) {
     this.#fh = fh;
@@ -40,19 +42,19 @@ export class DiskWriter {
     this.#hashes = blockHashes(manifest);
   }
 
+  static async #exclusive(path: string): Promise<FileHandle> {
+    try {
+      return await open(path, constants.O_RDWR | constants.O_EXCL);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EBUSY') throw new RackcastError('RC_ERR_TARGET_MOUNTED', `${path} is in use (the kernel refused exclusive access)`, { path });
+      throw e;
+    }
+  }
+
   /** Check the target against the image and open it for writing; throws before touching it. */
   static async open(path: string, manifest: Manifest, opts: DiskWriterOptions = {}): Promise<DiskWriter> {
     const info = DiskWriter.check(path, manifest);
-    if (info.kind === 'block') {
-      let fh: FileHandle;
-      try {
-        fh = await open(path, constants.O_RDWR | constants.O_EXCL);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EBUSY') throw new RackcastError('RC_ERR_TARGET_MOUNTED', `${path} is in use (the kernel refused exclusive access)`, { path });
-        throw e;
-      }
-      return new DiskWriter(fh, info, manifest, false, opts.discard ?? false);
-    }
+    if (info.kind === 'block') return new DiskWriter(await DiskWriter.#exclusive(path), info, manifest, false, opts.discard ?? false);
     const fresh = info.kind === 'missing' || info.size === 0;
     const fh = await open(path, info.kind === 'missing' ? 'wx' : 'r+');
     if (fresh) await fh.truncate(manifest.disk.size);
@@ -106,20 +108,38 @@ export class DiskWriter {
       const last = ranges.at(-1);
       if (last && last[0] + last[1] === off) last[1] += len; else ranges.push([off, len]);
     });
+    let rest = ranges;
+    // blkdiscard (util-linux ≥ 2.36) opens the device O_EXCL itself, which our own exclusive open
+    // would refuse ("busy"): every block is written, so sync, let go for the discards (blkdiscard
+    // then holds the device), and take it back exclusively afterwards.
+    const release = this.#discard && ranges.length > 0 && this.target.kind === 'block';
+    if (release) { await this.#fh.sync(); await this.#fh.close(); }
+    try {
     if (this.#discard) {
-      for (const [off, len] of ranges) {
+      for (const [k, [off, len]] of ranges.entries()) {
         // short options: util-linux and busybox (the boot environment) both accept them
         const args = this.target.kind === 'block'
           ? ['blkdiscard', ['-o', String(off), '-l', String(len), this.target.path]]
           : ['fallocate', ['-p', '-o', String(off), '-l', String(len), this.target.path]];
-        // blkdiscard needs the device, which we hold O_EXCL; it opens it without O_EXCL itself.
-        execFileSync(args[0] as string, args[1] as string[]);
+        try {
+          // blkdiscard needs the device, which we hold O_EXCL; it opens it without O_EXCL itself.
+          execFileSync(args[0] as string, args[1] as string[], { stdio: ['ignore', 'ignore', 'pipe'] });
+        } catch (e) {
+          // a device without discard support (or no blkdiscard): zero the rest instead
+          const err = e as { stderr?: Buffer; message: string };
+          this.discardFallback = `discard failed (${(err.stderr?.toString().trim() || err.message).split('\n')[0]}): holes zeroed instead`;
+          rest = ranges.slice(k);
+          break;
+        }
         onBytes?.(len);
+        rest = ranges.slice(k + 1);
       }
-      return;
+    }
+    } finally {
+      if (release) this.#fh = await DiskWriter.#exclusive(this.target.path);
     }
     const zero = Buffer.alloc(Math.min(m.blockSize, 8 << 20));
-    for (const [off, len] of ranges) {
+    for (const [off, len] of rest) {
       for (let p = 0; p < len; p += zero.length) {
         const n = Math.min(zero.length, len - p);
         await this.#fh.write(zero, 0, n, off + p);

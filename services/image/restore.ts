@@ -63,7 +63,7 @@ export interface RestoreOptions {
   onProgress?: (p: Progress) => void;
 }
 /** `table`: what was done to fit the partition table to a larger target (partition/fit.ts), if anything */
-export interface RestoreResult { image: string; digest: string; bytesWritten: number; holes: number; seconds: number; target: string; table?: string }
+export interface RestoreResult { image: string; digest: string; bytesWritten: number; holes: number; seconds: number; target: string; table?: string; discard?: string }
 
 export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
   const t0 = performance.now();
@@ -78,7 +78,8 @@ export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
     }
     const writer = await DiskWriter.open(o.target, m, { discard: o.discard ?? false });
     let written = 0;
-    let fitted: Awaited<ReturnType<DiskWriter["fitTable"]>>;
+    let fitted: Awaited<ReturnType<DiskWriter['fitTable']>>;
+    let discardNote: string | undefined;
     let holes = 0;
     try {
       const hashes = blockHashes(m);
@@ -102,11 +103,12 @@ export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
       }, pool.size * 4);
       await writer.finishHoles((n) => { done += n; o.onProgress?.({ phase: 'write', done, total: m.disk.size }); });
       fitted = await writer.fitTable();
+      discardNote = writer.discardFallback;
     } finally {
       await writer.close();
     }
     o.onProgress?.({ phase: 'write', done: m.disk.size, total: m.disk.size });
-    return { image: m.name, digest: img.digest, bytesWritten: written, holes, seconds: (performance.now() - t0) / 1000, target: o.target, ...(fitted ? { table: fitted.reason } : {}) };
+    return { image: m.name, digest: img.digest, bytesWritten: written, holes, seconds: (performance.now() - t0) / 1000, target: o.target, ...(fitted ? { table: fitted.reason } : {}), ...(discardNote ? { discard: discardNote } : {}) };
   } finally {
     await pool.close();
   }

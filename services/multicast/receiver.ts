@@ -117,6 +117,7 @@ export class MulticastReceiver {
       const tData = performance.now();
       const w = this.#writer as DiskWriter;
       await w.finishHoles();
+      if (w.discardFallback) this.o.logger?.warn({}, w.discardFallback);
       const fitted = await w.fitTable();
       if (fitted) this.o.logger?.info({ moved: fitted.moved }, `partition table: ${fitted.reason}`);
       await w.close();
