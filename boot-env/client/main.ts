@@ -10,8 +10,8 @@
 // Modes: selftest (capture + restore through the real image code onto a scratch disk, used by
 // the QEMU e2e test), inventory (print everything, then a shell), deploy (deploy.ts: hello,
 // multicast receive onto the chosen disk, report, then the task's `after`, normally reboot),
-// capture (capture.ts: hello, read the chosen disk, send new chunks, commit). hello and register
-// are still to come.
+// capture (capture.ts: hello, read the chosen disk, send new chunks, commit), register
+// (register.ts: hello with the inventory, report, power off). hello alone is still to come.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, type ClientConfig, type Mode } from './config.ts';
@@ -19,6 +19,7 @@ import { collectInventory, formatInventory, type Inventory } from './inventory.t
 import { runSelftest } from './selftest.ts';
 import { runDeploy } from './deploy.ts';
 import { runCapture } from './capture.ts';
+import { runRegister } from './register.ts';
 
 /** Set by the bundler (boot-env/build/client.ts) from package.json. */
 const VERSION = process.env.RACKCAST_CLIENT_VERSION ?? 'dev';
@@ -62,7 +63,9 @@ const HANDLERS: Record<Mode, (ctx: Ctx) => Promise<Action>> = {
   async capture(ctx) {
     return await runCapture({ cfg: ctx.cfg, inventory: ctx.inventory, log: ctx.log });
   },
-  register: notYet('register'),
+  async register(ctx) {
+    return await runRegister({ cfg: ctx.cfg, inventory: ctx.inventory, log: ctx.log });
+  },
 };
 
 async function main(): Promise<number> {
