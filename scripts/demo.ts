@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { Lab, canMakeLab } from './lab/netns.ts';
 import { Vm, qemuAvailable } from './lab/qemu.ts';
 import { makeTree, makeGptDisk, extractPart, sh } from './lab/disks.ts';
+import { forwardFromLab, type Forward } from './lab/forward.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'rackcast.js');
@@ -47,8 +48,10 @@ const result: { ok: boolean; bootSeconds: Record<string, number>; machines: Reco
 let lab: Lab | undefined;
 const vms: Vm[] = [];
 let server: ChildProcess | undefined;
+let ui: Forward | undefined;
 const cleanup = async (): Promise<void> => {
   await Promise.all(vms.map((v) => v.kill()));
+  await ui?.close().catch(() => undefined);
   await lab?.destroy();
   if (!keep) rmSync(work, { recursive: true, force: true });
 };
@@ -96,7 +99,8 @@ try {
     server?.stdout?.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('rackcast serve: ready')) { clearTimeout(t); res(); } });
     server?.once('exit', (code) => { clearTimeout(t); rej(new Error(`serve exited ${code}: ${out}`)); });
   });
-  say('appliance at http://10.77.0.1:8080 (inside the lab namespace); web UI: not built yet');
+  ui = await forwardFromLab(lab, 0, '10.77.0.1', 8080, join(work, 'ui.sock'), Number(process.env.RACKCAST_DEMO_UI_PORT ?? 8480)).catch(() => forwardFromLab(lab as Lab, 0, '10.77.0.1', 8080, join(work, 'ui2.sock')));
+  say(`appliance at http://10.77.0.1:8080 inside the lab namespace; web UI while the demo runs: ${ui.url}/ui/ (admin token: ${join(data, 'admin.token')})`);
   lab.addTap(REF.tap);
   for (const m of MACHINES) lab.addTap(m.tap);
   await new Promise((r) => setTimeout(r, 1000));
