@@ -1,5 +1,5 @@
 // The web UI in a real browser: Debian's chromium, headless, driven by playwright-core, against the
-// real appliance app (buildApp + mountUi) on 127.0.0.1 with a temp data dir, a real captured image,
+// real appliance app (buildApp, which mounts the UI) on 127.0.0.1 with a temp data dir, a real captured image,
 // the scheduler/engine running, and two machines that talk to the client API the way a booted
 // client does (GET /boot/<mac>.ipxe, POST /api/v1/client/hello and /report with their task tokens).
 //
@@ -26,7 +26,6 @@ import { Store } from '../../../appliance/store/db.ts';
 import { Engine } from '../../../appliance/engine.ts';
 import type { Clock } from '../../../appliance/scheduler.ts';
 import { ensureAdminToken } from '../../../appliance/api/auth.ts';
-import { mountUi } from '../../../appliance/ui/mount.ts';
 import { ImageStore, captureImage } from '../../../services/image/index.ts';
 import { seededBytes } from '../../helpers/rng.ts';
 
@@ -97,8 +96,9 @@ async function bootAndHello(mac: string, n: number): Promise<string> {
   return tok;
 }
 
-const report = (tok: string, state: 'running' | 'done' | 'failed', detail?: string) =>
-  ok('POST', '/api/v1/client/report', { token: tok, state, ...(detail !== undefined ? { detail } : {}) }, null);
+/** What the boot client sends: state, a detail line and (while running) bytes written of the total, MB/s. */
+const report = (tok: string, state: 'running' | 'done' | 'failed', detail?: string, progress?: { done: number; total: number; mbps: number }) =>
+  ok('POST', '/api/v1/client/report', { token: tok, state, ...(detail !== undefined ? { detail } : {}), ...(progress ? { progress } : {}) }, null);
 
 async function shot(name: string): Promise<void> {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
@@ -155,8 +155,7 @@ suite('web UI (chromium headless)', () => {
 
     token = ensureAdminToken(dir).token;
     store = Store.open(dir, { now: () => clock.now() });
-    app = buildApp({ store, images, dataDir: dir, baseUrl: 'http://127.0.0.1:9', unknown: 'ignore' });
-    mountUi(app);
+    app = buildApp({ store, images, dataDir: dir, baseUrl: 'http://127.0.0.1:9', unknown: 'ignore' }); // mounts the UI too
     await app.listen({ host: '127.0.0.1', port: 0 });
     const addr = app.server.address();
     if (!addr || typeof addr === 'string') throw new Error('no address');
@@ -315,8 +314,8 @@ suite('web UI (chromium headless)', () => {
     const seen: { a: number; b: number }[] = [];
     const steps = [[4, 3], [10, 6], [17, 9], [24, 13], [31, 16]] as const;
     for (const [a, b] of steps) {
-      await report(tokA, 'running', `${a}/${CHUNKS}`);
-      await report(tokB, 'running', `${b}/${CHUNKS}`);
+      await report(tokA, 'running', `${a}/${CHUNKS}`, { done: a << 20, total: CHUNKS << 20, mbps: 10 + a });
+      await report(tokB, 'running', `${b}/${CHUNKS}`, { done: b << 20, total: CHUNKS << 20, mbps: 5 + b });
       const wantA = Math.floor((a / CHUNKS) * 100);
       await until(`${A}'s bar at ${wantA}%`, async () => (await barOf(A)) === wantA);
       seen.push({ a: await barOf(A), b: await barOf(B) });

@@ -1,7 +1,7 @@
 // The multicast transport between network namespaces, through the real CLI: receivers write to
 // files that must be bit-exact copies of the captured disk, whatever the network does.
 import { describe, it, expect, beforeAll, afterAll, afterEach } from '@jest/globals';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ImageStore, captureImage } from '../../../services/image/index.ts';
@@ -59,7 +59,11 @@ d('multicast transfer', () => {
     const s = send(lab, store, 'rack', ['--min-receivers', '2', '--rate', '60m']);
     const early = receive(lab, 1, join(work, 'early.img'));
     const doomed = receive(lab, 3, join(work, 'rebooted.img'));
-    await sleep(2500); // mid first pass (~5 s at 60 Mbit/s)
+    // kill it mid first pass: once it has written something (not after a fixed sleep: on a
+    // loaded machine the receiver may not even have joined by then)
+    const target = join(work, 'rebooted.img');
+    for (let k = 0; k < 1200 && !(existsSync(target) && statSync(target).blocks > 0); k++) await sleep(25);
+    expect(statSync(target).blocks).toBeGreaterThan(0);
     doomed.child.kill('SIGKILL');
     await doomed.done;
     const late = receive(lab, 2, join(work, 'late.img'));
