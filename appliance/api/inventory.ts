@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { RackcastError } from '../../services/errors.ts';
 import type { ImageStore, ImageSummary } from '../../services/image/store.ts';
+import { verifyChunks } from '../../services/image/restore.ts';
 import { normalizeMac, type MachineSettings, type GroupSettings, type Store } from '../store/db.ts';
 import { FINISHED } from '../tasks.ts';
 import { macParam, nameParam, nullableString, bootPolicy } from './schemas.ts';
@@ -81,6 +82,24 @@ export function mountInventory(app: FastifyInstance, d: InventoryDeps): void {
     requireImage(images, req.params.name);
     const img = images.open(req.params.name);
     return { ...imageView(images.summary(req.params.name, img)), blockSize: img.manifest.blockSize, sectorSize: img.manifest.disk.sectorSize, partitionTable: img.manifest.partitionTable.kind, partitions: img.manifest.partitionTable.partitions };
+  });
+
+  // Verify an image now: its signature (on open) and every chunk decompressed and hashed. One at a
+  // time per image; the result is also an event, so the UI and the morning can see it.
+  const verifying = new Set<string>();
+  app.post<{ Params: { name: string } }>('/images/:name/verify', { schema: { tags: ['images'], params: nameParam } }, async (req, reply) => {
+    requireImage(images, req.params.name);
+    if (verifying.has(req.params.name)) throw new RackcastError('RC_ERR_TASK_STATE', `image "${req.params.name}" is being verified already`);
+    verifying.add(req.params.name);
+    const t0 = performance.now();
+    try {
+      const r = await verifyChunks(images, images.open(req.params.name), { workers: 2 });
+      const result = { image: r.image, digest: r.digest, chunks: r.chunks, ok: r.problems.length === 0, problems: r.problems.slice(0, 100), seconds: (performance.now() - t0) / 1000 };
+      store.event(result.ok ? 'image-verified' : 'image-verify-failed', { image: r.image, chunks: r.chunks, problems: r.problems.length });
+      return reply.code(200).send(result);
+    } finally {
+      verifying.delete(req.params.name);
+    }
   });
 
   app.delete<{ Params: { name: string } }>('/images/:name', { schema: { tags: ['images'], params: nameParam } }, async (req, reply) => {

@@ -61,9 +61,24 @@ export function imagesView(root) {
         h('td', { class: 'savings' }, `${fmtBytes(s.savedBytes)} (${s.savedPercent}%)`, h('div', { class: 'sub' }, s.ratio ? `${s.ratio}× smaller than its data` : '')),
         h('td', { title: im.createdAt }, fmtTime(im.createdAt)),
         h('td', {}, h('code', { title: im.digest }, `${String(im.digest).replace(/^sha256:/, '').slice(0, 12)}…`)),
-        h('td', {}, h('button', { type: 'button', class: 'danger', onclick: () => remove(im.name) }, 'Delete')));
+        h('td', {},
+          h('button', { type: 'button', class: 'verify', onclick: (e) => verify(im.name, e.currentTarget) }, 'Verify'), ' ',
+          h('span', { class: 'verify-result sub' }, verified.get(im.name) ?? ''), ' ',
+          h('button', { type: 'button', class: 'danger', onclick: () => remove(im.name) }, 'Delete')));
     }));
     if (!list.length) body.append(h('tr', {}, h('td', { colspan: 8, class: 'empty' }, 'No images yet: capture one (Tasks → Capture, or rackcast image capture).')));
+  };
+  const verified = new Map();
+  const verify = async (name, button) => {
+    clearError();
+    button.disabled = true;
+    const cell = button.parentElement?.querySelector('.verify-result');
+    if (cell) cell.textContent = 'verifying…';
+    const r = await guarded(() => api('POST', `/api/v1/images/${encodeURIComponent(name)}/verify`));
+    button.disabled = false;
+    const text = !r ? 'verify failed' : r.ok ? `verified: ${r.chunks} chunks OK (${r.seconds.toFixed(1)} s)` : `${r.problems.length} damaged chunk(s)!`;
+    verified.set(name, text);
+    if (cell) cell.textContent = text;
   };
   const remove = async (name) => {
     if (!confirm(`Delete image "${name}"? Its chunks are freed by the next gc unless other images share them.`)) return;

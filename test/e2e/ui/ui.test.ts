@@ -238,6 +238,9 @@ suite('web UI (chromium headless)', () => {
     expect(saved).toBeGreaterThan(MiB);
     await hasText(row.locator('td.savings'), [`${(Math.round((saved / (6 * MiB)) * 1000) / 10)}%`]);
     await page.locator('#images tr[data-image="web-2026-12"]').waitFor();
+    // Verify decompresses and hashes every chunk on the appliance
+    await row.locator('button.verify').click();
+    await row.locator('.verify-result', { hasText: /verified: 5 chunks OK \(\d+\.\d s\)/ }).waitFor();
     await shot('images');
   });
 

@@ -135,6 +135,23 @@ describe('images', () => {
     const show = (await api('GET', '/api/v1/images/web')).json();
     expect(show).toMatchObject({ name: 'web', blockSize: 1 << 20, sectorSize: 512 });
     expect((await api('GET', '/api/v1/images/nope')).statusCode).toBe(404);
+    const v = await api('POST', '/api/v1/images/web/verify');
+    expect(v.statusCode).toBe(200);
+    expect(v.json()).toMatchObject({ image: 'web', chunks: 1, ok: true, problems: [] });
+    expect((await api('POST', '/api/v1/images/nope/verify')).statusCode).toBe(404);
+    // a damaged chunk is found and named
+    const images = ImageStore.open(dir);
+    const h = (images.open('web').manifest.extents[0]?.hashes[0]) as string;
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const good = readFileSync(images.chunkPath(h));
+    writeFileSync(images.chunkPath(h), Buffer.from('not a zstd frame'));
+    try {
+      const bad = (await api('POST', '/api/v1/images/web/verify')).json();
+      expect(bad).toMatchObject({ ok: false, chunks: 1 });
+      expect(JSON.stringify(bad.problems)).toContain(h.slice(0, 16));
+    } finally {
+      writeFileSync(images.chunkPath(h), good);
+    }
     const t = store.create({ kind: 'deploy', image: 'web', machines: [C] });
     const del = await api('DELETE', '/api/v1/images/web');
     expect(del.statusCode).toBe(409);
