@@ -115,7 +115,7 @@ export async function runCapture(o: CaptureRunOptions): Promise<Action> {
       clearInterval(timer);
     }
     const c = await target.commit(r.manifest);
-    const summary = `${source} → ${c.image} ${c.digest}: ${r.manifest.disk.size} bytes in ${r.seconds.toFixed(1)} s (${(r.manifest.disk.size / 1e6 / r.seconds).toFixed(1)} MB/s); ${r.newChunks} chunks sent (${target.sent.bytes} bytes), ${r.reusedChunks} already on the appliance, ${r.manifest.stats.holeBlocks} hole blocks`;
+    const summary = `${source} -> ${c.image} ${c.digest}: ${r.manifest.disk.size} bytes in ${r.seconds.toFixed(1)} s (${(r.manifest.disk.size / 1e6 / r.seconds).toFixed(1)} MB/s); ${r.newChunks} chunks sent (${target.sent.bytes} bytes), ${r.reusedChunks} already on the appliance, ${r.manifest.stats.holeBlocks} hole blocks`;
     log(`RACKCAST-CAPTURE-OK ${summary}`);
     return task.after;
   } catch (e) {

@@ -147,7 +147,7 @@ export async function runDeploy(o: DeployOptions): Promise<Action> {
     } finally {
       clearInterval(timer);
     }
-    const summary = `${report.image} ${report.digest} → ${target}: ${report.chunks} chunks, ${report.bytesWritten} bytes in ${report.seconds.toFixed(1)} s (${report.mode}: ${report.viaMulticast} multicast, ${report.viaUnicast} unicast)`;
+    const summary = `${report.image} ${report.digest} -> ${target}: ${report.chunks} chunks, ${report.bytesWritten} bytes in ${report.seconds.toFixed(1)} s (${report.mode}: ${report.viaMulticast} multicast, ${report.viaUnicast} unicast)`;
     log(`RACKCAST-DEPLOY-OK ${summary}`);
     await rep.report('done', summary, undefined, { done: report.bytesWritten, total: report.bytesWritten, mbps: report.bytesWritten / 1e6 / Math.max(0.001, report.seconds), verify: 'ok' });
     return task.after;
