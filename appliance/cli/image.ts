@@ -10,8 +10,9 @@ export const IMAGE_USAGE = `  image capture SOURCE --name NAME [--block-size 4M]
                                 capture a disk (block device or file) into a new image: only what
                                 ext2/3/4, FAT and NTFS use (--raw: every byte); --force: a mounted
                                 source, and the allocation maps of filesystems that are not clean
-  image restore NAME TARGET [--discard] [--no-preverify]
-                                write an image onto a disk or file, bit-exact
+  image restore NAME TARGET [--discard] [--delta] [--no-preverify]
+                                write an image onto a disk or file, bit-exact; --delta: hash
+                                the target first and write only the blocks that differ
   image verify NAME [--json]    check signature and every chunk of an image
   image list [--json]           list images
   image info NAME [--json]      show an image's disk, partitions and storage
@@ -30,6 +31,7 @@ const common = {
   level: { type: 'string' },
   force: { type: 'boolean' },
   raw: { type: 'boolean' },
+  delta: { type: 'boolean' },
   discard: { type: 'boolean' },
   'no-preverify': { type: 'boolean' },
   grace: { type: 'string' },
@@ -81,11 +83,12 @@ export async function imageCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     case 'restore': {
       const [name, target] = positional(pos, 2, 'restore NAME TARGET');
       const r = await restoreImage({
-        store: store(), name: name as string, target: target as string, discard: v.discard ?? false, preverify: !v['no-preverify'],
+        store: store(), name: name as string, target: target as string, discard: v.discard ?? false, preverify: !v['no-preverify'], delta: v.delta ?? false,
         onProgress: (p) => bar.update(p.done, p.total, p.phase),
       });
       bar.done();
       out(`restored ${r.image} onto ${r.target}: ${fmtBytes(r.bytesWritten)} of data, ${r.holes} holes ${v.discard ? 'discarded' : 'zeroed'}; ${r.seconds.toFixed(1)} s`);
+      if (r.skippedBytes !== undefined) out(`delta: ${fmtBytes(r.skippedBytes)} already matched the image and were not written`);
       if (r.table) out(`partition table: ${r.table}`);
       if (r.discard) out(`note: ${r.discard}`);
       return 0;

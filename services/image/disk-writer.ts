@@ -97,12 +97,12 @@ export class DiskWriter {
   }
 
   /** Zero (or discard) every hole. A fresh file needs nothing: its holes read as zero already. */
-  async finishHoles(onBytes?: (n: number) => void): Promise<void> {
+  async finishHoles(onBytes?: (n: number) => void, alreadyZero?: (block: number) => boolean): Promise<void> {
     if (this.fresh) return;
     const m = this.manifest;
     const ranges: [number, number][] = [];
     this.#hashes.forEach((h, i) => {
-      if (h !== null) return;
+      if (h !== null || alreadyZero?.(i)) return;
       const off = i * m.blockSize;
       const len = blockLength(m, i);
       const last = ranges.at(-1);
