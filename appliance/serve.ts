@@ -36,6 +36,8 @@ export interface ServeConfig {
   ipxeDir: string;
   /** multicast sender rate for deploy sessions (Mbit/s) */
   mcastRateMbit?: number;
+  /** multicast datagram size (bytes, IP packet; larger than the link MTU means IP fragments) */
+  mcastMtu?: number;
   /** IPv6 router advertisements on the boot interface (appliance/ra.ts); default auto */
   ipv6Ra?: RaMode;
   /** the control plane: tasks, schedules, Wake-on-LAN, webhook (config.ts has the defaults) */
@@ -91,7 +93,7 @@ export async function serve(c: ServeConfig, log: Logger, clock: Clock = systemCl
   const close = async (): Promise<void> => { for (const f of closers.splice(0).reverse()) await f().catch(() => undefined); };
   try {
     // deploy sessions start by the task's start rule (the engine decides; see docs/control-plane.md)
-    const sessions = new Sessions({ images, interfaceAddress: c.address, rateMbit: c.mcastRateMbit ?? SERVE_DEFAULTS.mcastRateMbit, logger: log, gate: (id) => {
+    const sessions = new Sessions({ images, interfaceAddress: c.address, rateMbit: c.mcastRateMbit ?? SERVE_DEFAULTS.mcastRateMbit, ...(c.mcastMtu ? { mtu: c.mcastMtu } : {}), logger: log, gate: (id) => {
       const start = store.sessionMayStart(id);
       return { start, joined: start ? (store.task(id)?.machines.filter((m) => m.joinedAt && !['done', 'failed', 'cancelled'].includes(m.state)).length ?? 0) : 0 };
     } });

@@ -17,6 +17,8 @@ export interface SessionsOptions {
   /** the serve address: the sender binds and sends multicast from it */
   interfaceAddress: string;
   rateMbit: number;
+  /** datagram size for every session (default: the sender's 1500) */
+  mtu?: number;
   maxWaitMs?: number;
   logger?: Logger;
   /**
@@ -72,6 +74,7 @@ export class Sessions {
     const sender: MulticastSender = new MulticastSender({
       ...where, store: this.o.images, image, interfaceAddress: this.o.interfaceAddress, httpUrl: imageUrl,
       minReceivers: Math.max(1, minReceivers), maxWaitMs: this.o.maxWaitMs ?? 120_000, rateMbit: this.o.rateMbit,
+      ...(this.o.mtu ? { mtu: this.o.mtu } : {}),
       ...(this.o.gate ? { startGate: (): boolean => this.#gateOpen(taskId, sender) } : {}),
       ...(this.o.logger ? { logger: this.o.logger } : {}),
     });

@@ -93,7 +93,7 @@ try {
   lab = new Lab({ hosts: 1 });
   let out = '';
   server = lab.spawn(0, process.execPath, [BIN, 'serve', '--address', '10.77.0.1', '--dhcp', 'full', '--subnet', '10.77.0.0/24',
-    '--dhcp-range', '10.77.0.100-10.77.0.150', '--data', data, '--http-port', '8080', '--mcast-rate', '200'], { cwd: ROOT });
+    '--dhcp-range', '10.77.0.100-10.77.0.150', '--data', data, '--http-port', '8080', '--mcast-rate', '200', '--mcast-mtu', '8192'], { cwd: ROOT });
   await new Promise<void>((res, rej) => {
     const t = setTimeout(() => rej(new Error(`serve did not start: ${out}`)), 30000);
     server?.stdout?.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('rackcast serve: ready')) { clearTimeout(t); res(); } });

@@ -112,7 +112,7 @@ beforeAll(async () => {
   source = makeSourceDisk(work);
   lab = new Lab({ hosts: 1, prefix: `rcdp${randomBytes(4).toString('hex')}` });
   server = lab.spawn(0, NODE, [BIN, 'serve', '--address', SERVER, '--dhcp', 'full', '--subnet', '10.77.0.0/24',
-    '--range', '10.77.0.100-10.77.0.150', '--data', data, '--http-port', '8080', '--mcast-rate', '200'], { cwd: ROOT });
+    '--range', '10.77.0.100-10.77.0.150', '--data', data, '--http-port', '8080', '--mcast-rate', '200', '--mcast-mtu', '8192'], { cwd: ROOT });
   await new Promise<void>((res, rej) => {
     const t = setTimeout(() => rej(new Error(`serve did not start: ${serverOut}`)), 30_000);
     server.stdout?.on('data', (c: Buffer) => { serverOut += c.toString(); if (serverOut.includes('rackcast serve: ready')) { clearTimeout(t); res(); } });

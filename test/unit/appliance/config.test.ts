@@ -25,6 +25,11 @@ describe('serve config', () => {
     expect(c.control).toEqual({ retries: 0, machineTimeoutSeconds: 7200, misfireGraceSeconds: 3600, wol: { enabled: true, intervalSeconds: 30, timeoutSeconds: 900, port: 9 } });
     expect(Object.isFrozen(c)).toBe(true);
     expect(serveConfig(['--address', '10.0.0.1'], { RACKCAST_DATA_DIR: '/srv/rc' }).dataDir).toBe('/srv/rc');
+    expect(c).toMatchObject({ ipv6Ra: 'auto' });
+    expect(c).not.toHaveProperty('mcastMtu');
+    expect(serveConfig([...FULL, '--mcast-mtu', '8192', '--ipv6-ra', 'off'], {})).toMatchObject({ mcastMtu: 8192, ipv6Ra: 'off' });
+    expect(err([...FULL, '--mcast-mtu', '100']).message).toMatch(/--mcast-mtu must be a whole number from 576 to 65000/);
+    expect(err([...FULL, '--ipv6-ra', 'maybe']).code).toBe('RC_ERR_USAGE');
   });
 
   it('reads a JSON file; flags win over it', () => {
