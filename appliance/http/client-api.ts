@@ -92,9 +92,7 @@ export function mountClientApi(app: FastifyInstance, o: ClientApiOptions): void 
     if (a.kind === 'capture' && state === 'failed') ingest?.release(a.taskId);
     if (log?.length) o.store.event('client-log', { state, log }, a.mac, a.taskId);
     if (progress) o.store.setMachineProgress(a.taskId, a.mac, { ...progress, mbps: progress.mbps ?? 0 });
-    // a progress report of a running machine updates its detail without an event per report
-    if (state === 'running' && a.state === 'running') o.store.setMachineDetail(a.taskId, a.mac, detail);
-    else o.store.setMachineState(a.taskId, a.mac, state, detail);
+    o.store.setMachineState(a.taskId, a.mac, state, detail);
     return reply.code(204).send();
   });
 }

@@ -383,6 +383,11 @@ export class Store {
       const t = this.db.prepare('select retries from tasks where id = ?').get(taskId) as { retries: number } | undefined;
       const m = this.db.prepare('select attempts, state from task_machines where task_id = ? and mac = ?').get(taskId, mac) as { attempts: number; state: string } | undefined;
       if (!t || !m) return;
+      if (state === m.state && state === 'running') {
+        // a running machine's progress line: the state is unchanged, so no event per report
+        this.db.prepare(`update task_machines set detail = coalesce(?, detail), updated_at = ? where task_id = ? and mac = ?`).run(detail ?? null, now, taskId, mac);
+        return;
+      }
       if (state === 'failed' && m.attempts < t.retries) {
         this.db.prepare(`update task_machines set state = 'pending', detail = ?, attempts = attempts + 1, updated_at = ?, joined_at = null, bytes_done = null, mbps = null where task_id = ? and mac = ?`)
           .run(detail ?? null, now, taskId, mac);
@@ -395,11 +400,6 @@ export class Store {
       }
       this.#recompute(taskId);
     });
-  }
-
-  /** A running machine's latest detail line (progress text): no event, the state is unchanged. */
-  setMachineDetail(taskId: number, mac: string, detail: string | undefined): void {
-    this.db.prepare(`update task_machines set detail = coalesce(?, detail), updated_at = ? where task_id = ? and mac = ? and ${OPEN}`).run(detail ?? null, this.#iso(), taskId, mac);
   }
 
   /** Bytes written/received so far, total, current MB/s (and the verify result at the end). */

@@ -5,7 +5,7 @@
 // and exits to the local disk until someone gives it one.
 import type { ClientConfig } from './config.ts';
 import type { Inventory } from './inventory.ts';
-import { hello, reporter, type Action } from './deploy.ts';
+import { runTask, type Action } from './task.ts';
 
 export interface RegisterOptions { cfg: ClientConfig; inventory: Inventory; log: (l: string) => void }
 
@@ -16,15 +16,10 @@ export function inventorySummary(inv: Inventory): string {
 }
 
 export async function runRegister(o: RegisterOptions): Promise<Action> {
-  const task = await hello(o.cfg, o.inventory, o.log);
-  const rep = reporter(o.cfg, o.log);
-  if (task.kind !== 'register') {
-    const msg = `the appliance gave a ${task.kind} task to a client booted to register`;
-    await rep.report('failed', msg).catch(() => undefined);
-    throw new Error(msg);
-  }
-  const summary = `registered: ${inventorySummary(o.inventory)}`;
-  await rep.report('done', summary);
-  o.log(`RACKCAST-REGISTER-OK ${summary}`);
-  return task.after;
+  return await runTask(o, 'register', async ({ task, rep, log }) => {
+    const summary = `registered: ${inventorySummary(o.inventory)}`;
+    await rep.report('done', summary);
+    log(`RACKCAST-REGISTER-OK ${summary}`);
+    return task.after;
+  });
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 export const MiB = 1 << 20;
 
 export function sh(cmd: string, args: string[], input?: string): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], ...(input !== undefined ? { input } : {}) });
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 << 20, ...(input !== undefined ? { input } : {}) });
 }
 
 export function hasTool(cmd: string): boolean {

@@ -10,7 +10,7 @@ import { blockCount, blockLength, extentsFrom, tableToManifest, MANIFEST_FORMAT,
 import { readPartitionTable } from './partition/table.ts';
 import { ImageStore, STORE_DEFAULTS, type OpenImage } from './store.ts';
 import { WorkerPool } from './worker-pool.ts';
-import { readAhead } from './chunk-reader.ts';
+import { oneAtATime, readAhead } from './chunk-reader.ts';
 import { planDisk, manifestAllocations } from './fs/index.ts';
 import { clip, totalBytes, type Range } from './fs/ranges.ts';
 
@@ -92,39 +92,34 @@ async function scan(o: Omit<CaptureOptions, 'store'>, workerRoot: string, perBlo
     const stats = { newChunks: 0, newBytes: 0, reusedChunks: 0, done: 0, readBytes: 0 };
     // One read at a time, in disk order (the source is read once, sequentially); workers hash,
     // compress and store up to pool.size × 3 blocks behind it; block buffers are reused.
-    let reading = Promise.resolve();
     const readFully = async (into: Uint8Array, offset: number): Promise<void> => {
       const { bytesRead } = await fh.read(into, 0, into.length, offset);
       if (bytesRead !== into.length) throw new RackcastError('RC_ERR_IO', `short read at offset ${offset} of ${o.source} (device shrank?)`, { path: o.source, offset });
     };
     // A block no filesystem uses is not read at all (null: a hole). A block mostly used is read
     // whole and its unused parts zeroed; otherwise only its used pieces are read.
-    const read = (i: number): Promise<ArrayBuffer | null> => {
-      const next = reading.then(async () => {
-        if (o.signal?.aborted) throw new RackcastError('RC_ERR_IO', 'capture aborted', { image: o.name });
-        const len = blockLength(dims, i);
-        const base = i * blockSize;
-        const used = usedIn(i);
-        if (used && used.length === 0) return null;
-        const buf = free.pop() ?? new ArrayBuffer(blockSize);
-        const view = new Uint8Array(buf, 0, len);
-        if (!used || totalBytes(used) * 2 >= len) {
-          await readFully(view, base);
-          if (used) {
-            let at = base;
-            for (const [s, e] of used) { view.fill(0, at - base, s - base); at = e; }
-            view.fill(0, at - base, len);
-          }
-        } else {
-          view.fill(0);
-          for (const [s, e] of used) await readFully(view.subarray(s - base, e - base), s);
+    const read = oneAtATime(async (i: number): Promise<ArrayBuffer | null> => {
+      if (o.signal?.aborted) throw new RackcastError('RC_ERR_IO', 'capture aborted', { image: o.name });
+      const len = blockLength(dims, i);
+      const base = i * blockSize;
+      const used = usedIn(i);
+      if (used && used.length === 0) return null;
+      const buf = free.pop() ?? new ArrayBuffer(blockSize);
+      const view = new Uint8Array(buf, 0, len);
+      if (!used || totalBytes(used) * 2 >= len) {
+        await readFully(view, base);
+        if (used) {
+          let at = base;
+          for (const [s, e] of used) { view.fill(0, at - base, s - base); at = e; }
+          view.fill(0, at - base, len);
         }
-        stats.readBytes += used ? totalBytes(used) : len;
-        return buf;
-      });
-      reading = next.then(() => undefined, () => undefined);
-      return next;
-    };
+      } else {
+        view.fill(0);
+        for (const [s, e] of used) await readFully(view.subarray(s - base, e - base), s);
+      }
+      stats.readBytes += used ? totalBytes(used) : len;
+      return buf;
+    });
     await readAhead(Array.from({ length: n }, (_, i) => i), read, async (i, buf, readErr) => {
       if (readErr) throw readErr;
       const len = blockLength(dims, i);

@@ -47,3 +47,16 @@ export async function readAhead<T, V>(items: Iterable<T>, read: (item: T) => Pro
   await Promise.all(inflight);
   if (failure) throw failure;
 }
+
+/**
+ * `f` made sequential: each call starts when the previous one has settled, in call order. For a
+ * source read once front to back while readAhead keeps several blocks in flight behind it.
+ */
+export function oneAtATime<A extends unknown[], R>(f: (...a: A) => Promise<R>): (...a: A) => Promise<R> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return (...a: A): Promise<R> => {
+    const next = tail.then(() => f(...a));
+    tail = next.then(() => undefined, () => undefined);
+    return next;
+  };
+}

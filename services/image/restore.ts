@@ -8,7 +8,7 @@ import { DiskWriter } from './disk-writer.ts';
 import { blockHashes, blockLength, chunkTable, type Manifest } from './manifest.ts';
 import { ImageStore, type OpenImage } from './store.ts';
 import { WorkerPool } from './worker-pool.ts';
-import { readAhead, readFrame } from './chunk-reader.ts';
+import { oneAtATime, readAhead, readFrame } from './chunk-reader.ts';
 
 export interface Progress { phase: 'verify' | 'compare' | 'write'; done: number; total: number }
 export interface VerifyProblem { chunk: string; code: string; message: string }
@@ -82,18 +82,13 @@ async function sameBlocks(target: string, m: Manifest, hashes: (string | null)[]
   const free: ArrayBuffer[] = [];
   let done = 0;
   try {
-    let reading = Promise.resolve();
-    const read = (i: number): Promise<ArrayBuffer> => {
-      const next = reading.then(async () => {
-        const buf = free.pop() ?? new ArrayBuffer(m.blockSize);
-        const len = blockLength(m, i);
-        const { bytesRead } = await fh.read(new Uint8Array(buf, 0, len), 0, len, i * m.blockSize);
-        if (bytesRead !== len) throw new RackcastError('RC_ERR_IO', `short read at offset ${i * m.blockSize} of ${target}`, { path: target });
-        return buf;
-      });
-      reading = next.then(() => undefined, () => undefined);
-      return next;
-    };
+    const read = oneAtATime(async (i: number): Promise<ArrayBuffer> => {
+      const buf = free.pop() ?? new ArrayBuffer(m.blockSize);
+      const len = blockLength(m, i);
+      const { bytesRead } = await fh.read(new Uint8Array(buf, 0, len), 0, len, i * m.blockSize);
+      if (bytesRead !== len) throw new RackcastError('RC_ERR_IO', `short read at offset ${i * m.blockSize} of ${target}`, { path: target });
+      return buf;
+    });
     await readAhead(hashes.map((_, i) => i), read, async (i, buf, err) => {
       if (err) throw err;
       const len = blockLength(m, i);

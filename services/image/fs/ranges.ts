@@ -65,10 +65,22 @@ export function subtract(a: readonly Range[], b: readonly Range[]): Range[] {
   return out;
 }
 
-/** Ranges clipped to [lo, hi). */
+/**
+ * Ranges clipped to [lo, hi). `ranges` must be sorted and disjoint (as normalize returns them):
+ * a binary search finds the first one, so capture can ask block by block of a disk with many
+ * thousands of ranges without walking them all each time.
+ */
 export function clip(ranges: readonly Range[], lo: number, hi: number): Range[] {
+  let l = 0;
+  let h = ranges.length;
+  while (l < h) { // first range whose end is past lo
+    const mid = (l + h) >>> 1;
+    if ((ranges[mid] as Range)[1] <= lo) l = mid + 1; else h = mid;
+  }
   const out: Range[] = [];
-  for (const [a, b] of ranges) {
+  for (let k = l; k < ranges.length; k++) {
+    const [a, b] = ranges[k] as Range;
+    if (a >= hi) break;
     const s = Math.max(a, lo);
     const e = Math.min(b, hi);
     if (e > s) out.push([s, e]);

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../appliance/http/app.ts';
 import { Store } from '../../../appliance/store/db.ts';
 import { ImageStore } from '../../../services/image/store.ts';
-import { chooseDisk, diskPin } from '../../../boot-env/client/deploy.ts';
+import { chooseDisk, diskPin } from '../../../boot-env/client/task.ts';
 import type { Disk } from '../../../boot-env/client/inventory.ts';
 
 let dir: string;

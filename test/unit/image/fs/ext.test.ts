@@ -6,7 +6,7 @@ import { openSync, writeSync, closeSync, readFileSync, rmSync, copyFileSync } fr
 import { join } from 'node:path';
 import { allocationFor } from '../../../../services/image/fs/index.ts';
 import { decodeExtSuper, extHasSuper } from '../../../../services/image/fs/ext.ts';
-import { MiB, covered, fileReader, fileSet, hasTool, makeExt, partcloneUsed, scanMarkers, sh, shAll, tempDir } from './helpers.ts';
+import { MiB, fileReader, fileSet, hasTool, makeExt, partcloneUsed, sh, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
 
 const tools = hasTool('mkfs.ext4') && hasTool('debugfs') && hasTool('partclone.ext4');
 const d = tools ? describe : describe.skip;
@@ -56,17 +56,7 @@ d('ext2/3/4 on real filesystems', () => {
         expect(a.usedBytes).toBe(pc.usedBytes + (c.size - pc.deviceBytes));
       }
       expect(a.usedBytes).toBeLessThan(c.size / 2);
-      const marks = scanMarkers(img);
-      for (const [tag, data] of files.keep) {
-        const at = marks.get(tag) ?? [];
-        expect(at.length).toBe(Math.ceil(data.length / 512));
-        expect(at.filter((o) => !covered(a.ranges, o))).toEqual([]);
-      }
-      for (const [tag] of files.del) {
-        const at = marks.get(tag) ?? [];
-        expect(at.length).toBeGreaterThan(0); // the data is still on disk …
-        expect(at.filter((o) => covered(a.ranges, o))).toEqual([]); // … but not in the image
-      }
+      expectMarkersCovered(img, a.ranges, files);
       rmSync(img);
     });
   }

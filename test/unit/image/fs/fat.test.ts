@@ -7,7 +7,7 @@ import { closeSync, copyFileSync, openSync, readFileSync, rmSync, writeSync } fr
 import { join } from 'node:path';
 import { allocationFor, type Allocation } from '../../../../services/image/fs/index.ts';
 import { decodeFatBpb } from '../../../../services/image/fs/fat.ts';
-import { covered, fileReader, fileSet, hasTool, makeFat, partcloneUsed, scanMarkers, shAll, tempDir } from './helpers.ts';
+import { fileReader, fileSet, hasTool, makeFat, partcloneUsed, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
 
 const tools = hasTool('mkfs.fat') && hasTool('mcopy') && hasTool('fsck.fat') && hasTool('partclone.fat');
 const d = tools ? describe : describe.skip;
@@ -55,17 +55,7 @@ d('FAT on real volumes', () => {
         const pc = partcloneUsed('partclone.fat', img, work);
         expect(a.usedBytes).toBe(pc.usedBytes + (size - pc.deviceBytes));
       }
-      const marks = scanMarkers(img);
-      for (const [tag, data] of files.keep) {
-        const at = marks.get(tag) ?? [];
-        expect(at.length).toBe(Math.ceil(data.length / 512));
-        expect(at.filter((o) => !covered(a.ranges, o))).toEqual([]);
-      }
-      for (const [tag] of files.del) {
-        const at = marks.get(tag) ?? [];
-        expect(at.length).toBeGreaterThan(0);
-        expect(at.filter((o) => covered(a.ranges, o))).toEqual([]);
-      }
+      expectMarkersCovered(img, a.ranges, files);
       rmSync(img);
     });
   }

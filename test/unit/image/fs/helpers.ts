@@ -2,17 +2,15 @@
 // (mkfs.ext4 -d + debugfs, mkfs.fat + mtools, mkntfs + ntfscp + ntfstruncate; nothing mounted),
 // files whose every 512-byte sector carries a findable marker, partclone's used-block figure,
 // and readers over files.
+import { expect } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Range, ReadAt } from '../../../../services/image/fs/index.ts';
 
-export const MiB = 1 << 20;
-
-export function sh(cmd: string, args: string[], input?: string): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 << 20, ...(input !== undefined ? { input } : {}) });
-}
+import { MiB, sh } from '../../../helpers/disks.ts';
+export { MiB, sh, hasTool } from '../../../helpers/disks.ts';
 
 /** stdout and stderr together, whatever the exit status (fsck exits non-zero on findings). */
 export function shAll(cmd: string, args: string[]): { status: number; out: string } {
@@ -23,10 +21,6 @@ export function shAll(cmd: string, args: string[]): { status: number; out: strin
     const x = e as { status?: number; stdout?: string; stderr?: string };
     return { status: x.status ?? -1, out: `${x.stdout ?? ''}${x.stderr ?? ''}` };
   }
-}
-
-export function hasTool(cmd: string): boolean {
-  try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; }
 }
 
 export function tempDir(tag: string): string {
@@ -264,4 +258,22 @@ export function makeDisk(work: string, name: string, label: 'gpt' | 'dos', specs
     rmSync(img);
   }
   return { path, size, parts };
+}
+
+/**
+ * Every sector of every kept file is inside `ranges`; every deleted file is still on the disk
+ * (its markers are found) but no sector of it is inside `ranges`.
+ */
+export function expectMarkersCovered(img: string, ranges: readonly Range[], files: { keep: [string, Buffer][]; del: [string, Buffer][] }): void {
+  const marks = scanMarkers(img);
+  for (const [tag, data] of files.keep) {
+    const at = marks.get(tag) ?? [];
+    expect(at.length).toBe(Math.ceil(data.length / 512));
+    expect(at.filter((o) => !covered(ranges, o))).toEqual([]);
+  }
+  for (const [tag] of files.del) {
+    const at = marks.get(tag) ?? [];
+    expect(at.length).toBeGreaterThan(0); // the data is still on disk …
+    expect(at.filter((o) => covered(ranges, o))).toEqual([]); // … but not in the image
+  }
 }

@@ -7,7 +7,7 @@ import { closeSync, copyFileSync, openSync, readFileSync, rmSync, writeSync } fr
 import { join } from 'node:path';
 import { allocationFor, type Allocation } from '../../../../services/image/fs/index.ts';
 import { applyFixups, decodeNtfsBoot, recordAttributes } from '../../../../services/image/fs/ntfs.ts';
-import { MiB, covered, fileReader, fileSet, hasTool, makeNtfs, partcloneUsed, scanMarkers, shAll, tempDir } from './helpers.ts';
+import { MiB, fileReader, fileSet, hasTool, makeNtfs, partcloneUsed, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
 
 const tools = hasTool('mkntfs') && hasTool('ntfscp') && hasTool('ntfstruncate') && hasTool('partclone.ntfs');
 const d = tools ? describe : describe.skip;
@@ -42,17 +42,7 @@ d('NTFS on real volumes', () => {
       const boot = decodeNtfsBoot(readFileSync(img).subarray(0, 512), c.size);
       expect(pc.deviceBytes).toBe(boot.clusters * boot.clusterSize);
       expect(a.usedBytes).toBe(pc.usedBytes + (c.size - pc.deviceBytes));
-      const marks = scanMarkers(img);
-      for (const [tag, data] of files.keep) {
-        const at = marks.get(tag) ?? [];
-        expect(at.length).toBe(Math.ceil(data.length / 512));
-        expect(at.filter((o) => !covered(a.ranges, o))).toEqual([]);
-      }
-      for (const [tag] of files.del) {
-        const at = marks.get(tag) ?? [];
-        expect(at.length).toBeGreaterThan(0);
-        expect(at.filter((o) => covered(a.ranges, o))).toEqual([]);
-      }
+      expectMarkersCovered(img, a.ranges, files);
       rmSync(img);
     });
   }

@@ -34,6 +34,9 @@ describe('ranges', () => {
       expect(toSet(diff)).toEqual(new Set([...sa].filter((x) => !sb.has(x))));
       expect(normalize(diff)).toEqual(diff);
       expect(toSet(clip(a, 30, 60))).toEqual(new Set([...sa].filter((x) => x >= 30 && x < 60)));
+      const lo = Math.floor(next() * 120);
+      const hi = lo + Math.floor(next() * 40);
+      expect(toSet(clip(a, lo, hi))).toEqual(new Set([...sa].filter((x) => x >= lo && x < hi)));
       expect(totalBytes(a)).toBe(sa.size);
     }
   });
