@@ -1,8 +1,9 @@
-// `rackcast image …`: capture, restore, verify, list, info, rm, gc, export, import.
+// `rackcast image …`: capture, restore, fit, verify, list, info, rm, gc, export, import.
 import { parseArgs } from 'node:util';
 import { RackcastError } from '../../services/errors.ts';
 import { ImageStore, captureImage, restoreImage, verifyChunks } from '../../services/image/index.ts';
 import { exportImage, importImage } from '../../services/image/export.ts';
+import { fitImage } from '../../services/image/fit.ts';
 import { fmtBytes, fmtRate, progressBar } from './progress.ts';
 import { dataDirFrom } from './main.ts';
 
@@ -10,9 +11,15 @@ export const IMAGE_USAGE = `  image capture SOURCE --name NAME [--block-size 4M]
                                 capture a disk (block device or file) into a new image: only what
                                 ext2/3/4, FAT and NTFS use (--raw: every byte); --force: a mounted
                                 source, and the allocation maps of filesystems that are not clean
-  image restore NAME TARGET [--discard] [--delta] [--no-preverify]
+  image restore NAME TARGET [--discard] [--delta] [--grow] [--no-preverify]
                                 write an image onto a disk or file, bit-exact; --delta: hash
-                                the target first and write only the blocks that differ
+                                the target first and write only the blocks that differ;
+                                --grow: on a larger disk, grow the last partition and its
+                                filesystem (ext2/3/4, NTFS) to fill it
+  image fit NAME --size SIZE [--as NEW]
+                                make a variant of an image for a smaller disk (e.g. 20G): the
+                                last partition's filesystem is shrunk and the table rewritten;
+                                refused, saying the bytes needed, when the data does not fit
   image verify NAME [--json]    check signature and every chunk of an image
   image list [--json]           list images
   image info NAME [--json]      show an image's disk, partitions and storage
@@ -32,6 +39,9 @@ const common = {
   force: { type: 'boolean' },
   raw: { type: 'boolean' },
   delta: { type: 'boolean' },
+  grow: { type: 'boolean' },
+  size: { type: 'string' },
+  as: { type: 'string' },
   discard: { type: 'boolean' },
   'no-preverify': { type: 'boolean' },
   grace: { type: 'string' },
@@ -39,9 +49,9 @@ const common = {
 } as const;
 
 export function parseSize(s: string): number {
-  const m = /^(\d+)\s*([kmg]?)(i?b)?$/i.exec(s.trim());
+  const m = /^(\d+)\s*([kmgt]?)(i?b)?$/i.exec(s.trim());
   if (!m) throw new RackcastError('RC_ERR_USAGE', `not a size: "${s}" (e.g. 1M, 4096)`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase()] ?? 1;
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[(m[2] ?? '').toLowerCase()] ?? 1;
   return Number(m[1]) * mult;
 }
 
@@ -83,15 +93,36 @@ export async function imageCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     case 'restore': {
       const [name, target] = positional(pos, 2, 'restore NAME TARGET');
       const r = await restoreImage({
-        store: store(), name: name as string, target: target as string, discard: v.discard ?? false, preverify: !v['no-preverify'], delta: v.delta ?? false,
+        store: store(), name: name as string, target: target as string, discard: v.discard ?? false, preverify: !v['no-preverify'], delta: v.delta ?? false, grow: v.grow ?? false,
         onProgress: (p) => bar.update(p.done, p.total, p.phase),
       });
       bar.done();
       out(`restored ${r.image} onto ${r.target}: ${fmtBytes(r.bytesWritten)} of data, ${r.holes} holes ${v.discard ? 'discarded' : 'zeroed'}; ${r.seconds.toFixed(1)} s`);
       if (r.skippedBytes !== undefined) out(`delta: ${fmtBytes(r.skippedBytes)} already matched the image and were not written`);
       if (r.table) out(`partition table: ${r.table}`);
+      if (r.grow) out(`grow: ${r.grow.reason}${r.grow.tools?.length ? ` (${r.grow.tools.join('; ')})` : ''}`);
       if (r.discard) out(`note: ${r.discard}`);
       return 0;
+    }
+    case 'fit': {
+      const [name] = positional(pos, 1, 'fit NAME --size SIZE [--as NEW]');
+      if (!v.size) throw new RackcastError('RC_ERR_USAGE', 'image fit needs --size SIZE (bytes, or e.g. 20G)');
+      const ac = new AbortController();
+      const onSig = (): void => ac.abort();
+      process.once('SIGINT', onSig);
+      process.once('SIGTERM', onSig);
+      try {
+        const r = await fitImage({ store: store(), name: name as string, size: parseSize(v.size), ...(v.as ? { as: v.as } : {}), signal: ac.signal, onProgress: (p) => bar.update(p.done, p.total, p.phase) });
+        bar.done();
+        for (const t of r.tools) out(`  ${t}`);
+        out(`fitted ${r.from} to ${fmtBytes(r.size)} as ${r.image.manifest.name}: partition ${r.partition} ${fmtBytes(r.oldSize)} → ${fmtBytes(r.newSize)}` +
+          `${r.minimum !== undefined ? ` (${r.filesystem} minimum ${fmtBytes(r.minimum)})` : ''}; ${r.newChunks} new chunks (${fmtBytes(r.newBytes)}); ${r.seconds.toFixed(1)} s`);
+        out(`digest ${r.image.digest}`);
+        return 0;
+      } finally {
+        process.off('SIGINT', onSig);
+        process.off('SIGTERM', onSig);
+      }
     }
     case 'verify': {
       const [name] = positional(pos, 1, 'verify NAME');
@@ -124,6 +155,7 @@ export async function imageCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       if (v.json) { out(JSON.stringify({ ...sum, signature: { keyId: img.sig.keyId, importedFrom: img.sig.importedFrom }, manifest: { ...m, extents: undefined } }, null, 2)); return 0; }
       out(`image      ${m.name}\ndigest     ${img.digest}\nsigned by  ${img.sig.keyId}${img.sig.importedFrom ? ` (imported; originally ${img.sig.importedFrom.keyId})` : ''}`);
       out(`created    ${m.createdAt} from ${m.source.path} (${m.source.kind})`);
+      if (m.derivedFrom) out(`derived    from ${m.derivedFrom.image} (${m.derivedFrom.digest.slice(0, 19)}): ${m.derivedFrom.note}`);
       out(`disk       ${fmtBytes(m.disk.size)} (${m.disk.size} bytes), ${m.disk.sectorSize}-byte sectors`);
       out(`blocks     ${m.stats.blocks} × ${fmtBytes(m.blockSize)}: ${m.stats.dataBlocks} data, ${m.stats.holeBlocks} holes, ${m.stats.uniqueChunks} unique`);
       out(`stored     ${fmtBytes(sum.storedBytes)} (zstd level ${m.compression.level}; ${(m.disk.size / Math.max(1, sum.storedBytes)).toFixed(1)}× smaller than the disk)`);
@@ -161,6 +193,6 @@ export async function imageCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       return 0;
     }
     default:
-      throw new RackcastError('RC_ERR_USAGE', `unknown image command "${sub ?? ''}" (capture, restore, verify, list, info, rm, gc, export, import)`);
+      throw new RackcastError('RC_ERR_USAGE', `unknown image command "${sub ?? ''}" (capture, restore, fit, verify, list, info, rm, gc, export, import)`);
   }
 }

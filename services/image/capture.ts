@@ -36,6 +36,8 @@ export interface CaptureOptions {
   /** what the capture will read, partition by partition (before reading starts) */
   onPlan?: (plan: { partitions: { index: number; policy: string; reason: string; usedBytes: number }[]; readBytes: number } | undefined) => void;
   signal?: AbortSignal;
+  /** recorded in the manifest: the source is a variant of another image (`image fit`) */
+  derivedFrom?: Manifest['derivedFrom'];
 }
 export interface CaptureResult { image: OpenImage; newChunks: number; newBytes: number; reusedChunks: number; seconds: number }
 
@@ -152,6 +154,7 @@ async function scan(o: Omit<CaptureOptions, 'store'>, workerRoot: string, perBlo
       extents,
       stats: { blocks: n, dataBlocks: data, holeBlocks: n - data, uniqueChunks: new Set(hashes.filter((h) => h !== null)).size },
       ...(plan ? { usedBlocks: { version: 1 as const, forced: o.force ?? false, readBytes: stats.readBytes, partitions: manifestAllocations(plan) } } : {}),
+      ...(o.derivedFrom ? { derivedFrom: o.derivedFrom } : {}),
     };
     return { manifest, newChunks: stats.newChunks, newBytes: stats.newBytes, reusedChunks: stats.reusedChunks };
   } finally {

@@ -6,16 +6,23 @@
 // Target rules: a block device must not be mounted or held (we also open it O_EXCL, which the
 // kernel refuses while anything uses it), must be at least the image's disk size and have the
 // same logical sector size. A regular file is created (or, when empty, grown) to the disk size;
-// an existing shorter file is refused like a small disk.
+// an existing shorter file is refused like a small disk (`image fit` makes a smaller variant). On a
+// larger target a GPT's backup moves to the end (fitTable) and, with the `grow` option, the last
+// partition and its filesystem grow to fill it (growLast).
 import { execFileSync } from 'node:child_process';
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { RackcastError } from '../errors.ts';
 import { inspectPath, usersOf, type DeviceInfo } from './device.ts';
 import { blockHashes, blockLength, type Manifest } from './manifest.ts';
-import { fitGptToDisk, type FitResult } from './partition/fit.ts';
+import { fitGptToDisk, type FitResult, type SectorIo } from './partition/fit.ts';
+import { growLastPartition, type GrowResult } from './geometry.ts';
 
-export interface DiskWriterOptions { discard?: boolean }
+export interface DiskWriterOptions {
+  discard?: boolean;
+  /** on a larger target, grow the last partition and its filesystem to fill it (geometry.ts) */
+  grow?: boolean;
+}
 
 function gib(n: number): string {
   return `${n} bytes (${(n / 2 ** 30).toFixed(2)} GiB)`;
@@ -29,16 +36,18 @@ export class DiskWriter {
   #fh: FileHandle;
   readonly #hashes: (string | null)[];
   readonly #discard: boolean;
+  readonly #grow: boolean;
   #closed = false;
   /** set when discarding holes failed and they were zeroed instead (why) */
   discardFallback?: string;
 
-  private constructor(fh: FileHandle, target: DeviceInfo, manifest: Manifest, fresh: boolean, discard: boolean) {
+  private constructor(fh: FileHandle, target: DeviceInfo, manifest: Manifest, fresh: boolean, opts: DiskWriterOptions) {
     this.#fh = fh;
     this.target = target;
     this.manifest = manifest;
     this.fresh = fresh;
-    this.#discard = discard;
+    this.#discard = opts.discard ?? false;
+    this.#grow = opts.grow ?? false;
     this.#hashes = blockHashes(manifest);
   }
 
@@ -54,11 +63,11 @@ export class DiskWriter {
   /** Check the target against the image and open it for writing; throws before touching it. */
   static async open(path: string, manifest: Manifest, opts: DiskWriterOptions = {}): Promise<DiskWriter> {
     const info = DiskWriter.check(path, manifest);
-    if (info.kind === 'block') return new DiskWriter(await DiskWriter.#exclusive(path), info, manifest, false, opts.discard ?? false);
+    if (info.kind === 'block') return new DiskWriter(await DiskWriter.#exclusive(path), info, manifest, false, opts);
     const fresh = info.kind === 'missing' || info.size === 0;
     const fh = await open(path, info.kind === 'missing' ? 'wx' : 'r+');
     if (fresh) await fh.truncate(manifest.disk.size);
-    return new DiskWriter(fh, { ...info, kind: 'file', size: fresh ? manifest.disk.size : info.size }, manifest, fresh, opts.discard ?? false);
+    return new DiskWriter(fh, { ...info, kind: 'file', size: fresh ? manifest.disk.size : info.size }, manifest, fresh, opts);
   }
 
   /** The refusals, without opening anything (also used for a dry run). */
@@ -70,7 +79,7 @@ export class DiskWriter {
     }
     const empty = info.kind === 'missing' || (info.kind === 'file' && info.size === 0);
     if (!empty && info.size < m.disk.size) {
-      throw new RackcastError('RC_ERR_TARGET_TOO_SMALL', `${path} holds ${gib(info.size)}, the image needs ${gib(m.disk.size)}`, { path, size: info.size, needed: m.disk.size });
+      throw new RackcastError('RC_ERR_TARGET_TOO_SMALL', `${path} holds ${gib(info.size)}, the image needs ${gib(m.disk.size)} (\`rackcast image fit ${m.name} --size ${info.size}\` makes a variant for this disk, if its data fits)`, { path, size: info.size, needed: m.disk.size });
     }
     if (info.kind === 'block' && info.sectorSize !== m.disk.sectorSize) {
       throw new RackcastError('RC_ERR_TARGET_SECTOR_SIZE', `${path} has ${info.sectorSize}-byte logical sectors, the image ${m.disk.sectorSize}-byte`, { path, sectorSize: info.sectorSize, needed: m.disk.sectorSize });
@@ -154,8 +163,23 @@ export class DiskWriter {
    */
   async fitTable(): Promise<FitResult | undefined> {
     if (this.manifest.partitionTable.kind !== 'gpt' || this.target.size <= this.manifest.disk.size) return undefined;
+    return await fitGptToDisk(this.#io(), this.manifest.disk.sectorSize, this.target.size);
+  }
+
+  /**
+   * With the `grow` option, on a target larger than the image's disk: grow the last partition and
+   * its filesystem to fill the target (geometry.ts). Call after fitTable().
+   */
+  async growLast(signal?: AbortSignal): Promise<GrowResult | undefined> {
+    if (!this.#grow || this.target.size <= this.manifest.disk.size) return undefined;
+    await this.#fh.sync(); // the filesystem tools read the partition through a loop device
+    return await growLastPartition(this.#io(), this.target.path, this.manifest.disk.sectorSize, this.target.size, signal);
+  }
+
+  /** Sector reads and writes on the open target (partition table work). */
+  #io(): SectorIo {
     const fh = this.#fh;
-    return await fitGptToDisk({
+    return {
       read: async (offset, length) => {
         const b = Buffer.alloc(length);
         const { bytesRead } = await fh.read(b, 0, length, offset);
@@ -166,7 +190,7 @@ export class DiskWriter {
         let done = 0;
         while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
       },
-    }, this.manifest.disk.sectorSize, this.target.size);
+    };
   }
 
   async close(): Promise<void> {

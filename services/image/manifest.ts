@@ -14,6 +14,7 @@
 //   partitionTable   PartitionTable       raw regions base64, parsed partitions
 //   extents          [{start, hashes[]}]  runs of stored blocks; every other block is a hole
 //   stats            {blocks, dataBlocks, holeBlocks, uniqueChunks}
+//   derivedFrom?     {image, digest, note}  a variant made from another image (`image fit`)
 import { createHash } from 'node:crypto';
 import { RackcastError } from '../errors.ts';
 import type { Partition, PartitionTable } from './partition/table.ts';
@@ -49,6 +50,8 @@ export interface Manifest {
   stats: { blocks: number; dataBlocks: number; holeBlocks: number; uniqueChunks: number };
   /** How each partition was captured (services/image/fs): by its allocation map, or raw and why. Absent: the whole disk was read. */
   usedBlocks?: UsedBlocks;
+  /** The image was made from another one (`image fit`): its name and digest, and what was changed. */
+  derivedFrom?: { image: string; digest: string; note: string };
 }
 export interface UsedBlocks {
   version: 1;
@@ -229,6 +232,12 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
       str(q.reason, `usedBlocks.partitions[${i}].reason`, 2000);
       int(q.usedBytes, `usedBlocks.partitions[${i}].usedBytes`, 0, size);
     });
+  }
+  if (m.derivedFrom !== undefined) {
+    const d = obj(m.derivedFrom, 'derivedFrom');
+    str(d.image, 'derivedFrom.image', 128);
+    str(d.digest, 'derivedFrom.digest', 80);
+    str(d.note, 'derivedFrom.note', 2000);
   }
   const st = obj(m.stats, 'stats');
   if (st.blocks !== blocks || st.dataBlocks !== data || st.holeBlocks !== blocks - data || st.uniqueChunks !== unique.size) {

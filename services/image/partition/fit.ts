@@ -53,15 +53,18 @@ export async function fitGptToDisk(io: SectorIo, sectorSize: number, diskSize: n
   const common = { myLba: 1n, alternateLba: last, firstUsableLba: primary.firstUsableLba, lastUsableLba: lastUsable, diskGuid: primary.diskGuid, entriesLba: primary.entriesLba, entryCount: primary.entryCount, entrySize: primary.entrySize, entriesCrc32: primary.entriesCrc32, revision: primary.revision, headerSize: primary.headerSize };
   await io.write(Number(last * ss), pad(encodeGptHeader({ ...common, myLba: last, alternateLba: 1n, entriesLba: newArrayLba })));
   await io.write(sectorSize, pad(encodeGptHeader(common)));
-  // protective MBR: grow the 0xEE entry (only if it is the protective kind and covered the old disk's end)
-  const mbr = await io.read(0, 512);
-  if (mbr[510] === 0x55 && mbr[511] === 0xaa) {
-    for (let k = 0; k < 4; k++) {
-      const e = MBR_ENTRIES_OFFSET + k * MBR_ENTRY_SIZE;
-      if (mbr[e + 4] !== MBR_TYPE_GPT_PROTECTIVE || mbr.readUInt32LE(e + 8) !== 1) continue;
-      mbr.writeUInt32LE(Number(last > 0xffffffffn ? 0xffffffffn : last), e + 12);
-      await io.write(0, mbr);
-    }
-  }
+  await fitProtectiveMbr(io, last);
   return { moved: true, reason: `backup GPT moved from LBA ${oldBackup} to ${last}`, oldLastLba: oldBackup, newLastLba: last, lastUsableLba: lastUsable };
+}
+
+/** Size the protective MBR's 0xEE entry (the kind that starts at LBA 1) to end at `last` (capped at 2^32 − 1 sectors). */
+export async function fitProtectiveMbr(io: SectorIo, last: bigint): Promise<void> {
+  const mbr = await io.read(0, 512);
+  if (mbr[510] !== 0x55 || mbr[511] !== 0xaa) return;
+  for (let k = 0; k < 4; k++) {
+    const e = MBR_ENTRIES_OFFSET + k * MBR_ENTRY_SIZE;
+    if (mbr[e + 4] !== MBR_TYPE_GPT_PROTECTIVE || mbr.readUInt32LE(e + 8) !== 1) continue;
+    mbr.writeUInt32LE(Number(last > 0xffffffffn ? 0xffffffffn : last), e + 12);
+    await io.write(0, mbr);
+  }
 }
