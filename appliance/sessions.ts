@@ -81,8 +81,9 @@ export class Sessions {
     const log = this.o.logger;
     sender.on('start', (s: { receivers: number }) => log?.info({ taskId, image, receivers: s.receivers }, 'multicast: session started'));
     sender.on('receiver-done', (r: { address: string }) => log?.info({ taskId, receiver: r.address }, 'multicast: receiver done'));
+    sender.on('receiver-declared', (r: { address: string; skippedBytes?: number; neededChunks?: number }) => log?.info({ taskId, receiver: r.address, skippedBytes: r.skippedBytes, neededChunks: r.neededChunks }, 'multicast: delta receiver declared what it needs'));
     const done = sender.run().then(
-      (r) => { log?.info({ taskId, image, reason: r.reason, seconds: r.seconds, bytesSent: r.bytesSent, repairPackets: r.repairPackets, rateMbit: r.finalRateMbit }, 'multicast: session ended'); return r; },
+      (r) => { log?.info({ taskId, image, reason: r.reason, seconds: r.seconds, bytesSent: r.bytesSent, repairPackets: r.repairPackets, rateMbit: r.finalRateMbit, skippedChunks: r.skippedChunks, skippedBytes: r.skippedBytes }, 'multicast: session ended'); return r; },
       (e: unknown) => { log?.error({ taskId, image, err: (e as Error).message }, 'multicast: session failed'); return undefined; },
     ).finally(() => { if (this.#running.get(taskId)?.sender === sender) this.#running.delete(taskId); });
     this.#running.set(taskId, { taskId, image, slot, sender, done });

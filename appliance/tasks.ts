@@ -62,6 +62,21 @@ export function decideStart(i: StartInput): StartDecision {
   return { start: false, reason: `waiting: ${i.joined}/${i.expected} joined (rule ${describeRule(r)})` };
 }
 
+/**
+ * A deploy task's options: delta (each machine compares its disk with the image and only what
+ * differs is sent and written) and grow (the last partition's filesystem is grown onto a larger
+ * disk). Other kinds take neither.
+ */
+export interface DeployOptions { delta: boolean; grow: boolean }
+
+export function checkDeployOptions(kind: string, o: { delta?: unknown; grow?: unknown }): DeployOptions {
+  for (const k of ['delta', 'grow'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new RackcastError('RC_ERR_TASK_INVALID', `${k} must be true or false`);
+    if (o[k] === true && kind !== 'deploy') throw new RackcastError('RC_ERR_TASK_INVALID', `${k} is an option of deploy tasks, not of ${kind} tasks`);
+  }
+  return { delta: o.delta === true, grow: o.grow === true };
+}
+
 export function describeRule(r: StartRule): string {
   return r.kind === 'all' ? 'all joined' : r.kind === 'deadline' ? `deadline ${r.at}` : `first join + ${r.seconds} s`;
 }

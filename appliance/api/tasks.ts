@@ -13,7 +13,7 @@ export interface TaskDeps { store: Store; images: Images; timezone?: string; def
 
 export interface CreateTask {
   kind: TaskKind; image?: string; machines?: string[]; group?: string; at?: string; cron?: string;
-  startRule?: StartRule; retries?: number; wol?: boolean;
+  startRule?: StartRule; retries?: number; wol?: boolean; delta?: boolean; grow?: boolean;
 }
 
 const createBody = {
@@ -28,6 +28,8 @@ const createBody = {
     startRule,
     retries: { type: 'integer', minimum: 0, maximum: 10 },
     wol: { type: 'boolean', description: 'send Wake-on-LAN packets to the machines until they check in' },
+    delta: { type: 'boolean', description: 'deploy: each machine compares its disk with the image first; only the blocks that differ are sent and written' },
+    grow: { type: 'boolean', description: 'deploy: on a larger disk, grow the last partition and its filesystem to fill it' },
   },
 } as const;
 
@@ -49,7 +51,7 @@ export function createTask(d: TaskDeps, b: CreateTask): Task {
   return d.store.create({
     kind: b.kind, image: b.image ?? null, ...(b.machines ? { machines: b.machines.map(mac) } : {}), ...(b.group ? { group: b.group } : {}),
     ...(at ? { at } : {}), ...(b.cron ? { cron: b.cron, nextRunAt } : {}), ...(b.startRule ? { startRule: checkStartRule(b.startRule) } : {}),
-    retries: b.retries ?? d.defaultRetries ?? 0, wol: b.wol ?? false,
+    retries: b.retries ?? d.defaultRetries ?? 0, wol: b.wol ?? false, ...(b.delta ? { delta: true } : {}), ...(b.grow ? { grow: true } : {}),
   });
 }
 

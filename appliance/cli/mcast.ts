@@ -12,11 +12,15 @@ import { dataDirFrom } from './main.ts';
 import { fmtBytes, progressBar } from './progress.ts';
 
 export const MCAST_USAGE = `  mcast send NAME --interface IF [--group ADDR] [--port N] [--rate 900m] [--min-receivers N]
-             [--max-wait S] [--deadline S] [--mtu N] [--http-port N] [--receiver-timeout S] [--json]
-                                send an image to every receiver on the group, until all are done
+             [--max-wait S] [--deadline S] [--mtu N] [--http-port N] [--receiver-timeout S]
+             [--delta-wait S] [--json]
+                                send an image to every receiver on the group, until all are done;
+                                the first pass skips chunks no receiver needs (delta receivers)
   mcast receive --interface IF --target FILE_OR_DEVICE [--group ADDR] [--port N]
-             [--from URL] [--manifest FILE] [--trust-key KEYID] [--fallback S] [--json]
-                                receive, verify and write an image (unicast fallback over HTTP)`;
+             [--from URL] [--manifest FILE] [--trust-key KEYID] [--fallback S] [--delta] [--grow] [--json]
+                                receive, verify and write an image (unicast fallback over HTTP);
+                                --delta: compare the target first, fetch and write only what differs;
+                                --grow: grow the last partition onto a larger target`;
 
 const options = {
   store: { type: 'string' }, 'data-dir': { type: 'string' }, interface: { type: 'string' }, group: { type: 'string' },
@@ -24,6 +28,7 @@ const options = {
   deadline: { type: 'string' }, mtu: { type: 'string' }, 'http-port': { type: 'string' }, json: { type: 'boolean' },
   target: { type: 'string' }, from: { type: 'string' }, manifest: { type: 'string' }, 'trust-key': { type: 'string' },
   fallback: { type: 'string' }, discard: { type: 'boolean' }, 'receiver-timeout': { type: 'string' },
+  delta: { type: 'boolean' }, 'delta-wait': { type: 'string' }, grow: { type: 'boolean' },
 } as const;
 
 /** An interface name (eth0) or an IPv4 address → the IPv4 address to use. */
@@ -76,6 +81,7 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       ...(v.deadline ? { deadlineMs: (num(v.deadline, 'deadline', 0, 1e7) as number) * 1000 } : {}),
       ...(v.mtu ? { mtu: num(v.mtu, 'mtu', 576, 65535) as number } : {}),
       ...(v['receiver-timeout'] ? { receiverTimeoutMs: (num(v['receiver-timeout'], 'receiver-timeout', 0.5, 3600) as number) * 1000 } : {}),
+      ...(v['delta-wait'] ? { declareWaitMs: (num(v['delta-wait'], 'delta-wait', 0, 86400) as number) * 1000 } : {}),
       ...(v.json ? {} : { logger: log }),
     });
     const bar = progressBar(process.stderr, { units: 'count' });
@@ -93,7 +99,11 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       else {
         process.stdout.write(`session ${r.session.toString(16)} ${r.reason}: ${r.image} to ${r.receivers.length} receiver(s) in ${r.seconds.toFixed(1)} s; ` +
           `${fmtBytes(r.bytesSent)} sent for ${fmtBytes(r.frameBytes)} of chunks (${r.extraBytesPct.toFixed(1)}% extra); final rate ${r.finalRateMbit.toFixed(0)} Mbit/s\n`);
-        for (const x of r.receivers) process.stdout.write(`  ${x.address} ${x.state} ${x.have}/${x.total} chunks, ${fmtBytes(x.written)} written\n`);
+        if (r.skippedChunks) process.stdout.write(`  delta: ${r.skippedChunks} of ${r.chunks} chunks (${fmtBytes(r.skippedBytes)}) not sent: no receiver needed them\n`);
+        for (const x of r.receivers) {
+          const delta = x.delta === 'declared' ? `; delta: ${fmtBytes(x.skippedBytes ?? 0)} already right, ${x.neededChunks} chunks needed` : x.delta ? '; delta: never declared' : '';
+          process.stdout.write(`  ${x.address} ${x.state} ${x.have}/${x.total} chunks, ${fmtBytes(x.written)} written${delta}\n`);
+        }
       }
       // a receiver that rebooted and came back as a new one ("replaced") is not a failure
       return r.reason === 'complete' && r.receivers.every((x) => x.state === 'done' || x.state === 'replaced') ? 0 : 1;
@@ -112,14 +122,17 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       interfaceAddress: interfaceAddress(v.interface), target: v.target, ...common,
       ...(manifest ? { manifest } : {}), ...(v.from ? { imageUrl: v.from } : {}), ...(v['trust-key'] ? { trustKeyId: v['trust-key'] } : {}),
       ...(v.fallback ? { fallbackMs: (num(v.fallback, 'fallback', 0.1, 3600) as number) * 1000 } : { fallbackMs: RECEIVER_DEFAULTS.fallbackMs }),
-      discard: v.discard ?? false,
+      discard: v.discard ?? false, delta: v.delta ?? false, grow: v.grow ?? false,
       onProgress: (p) => bar.update(p.have, p.total, p.mode === 'unicast' ? 'http' : 'mcast'),
       ...(v.json ? {} : { logger: log }),
     });
     const r = await rx.run();
     bar.done();
     if (v.json) process.stdout.write(JSON.stringify(r) + '\n');
-    else process.stdout.write(`received ${r.image} (${r.digest.slice(0, 19)}…) onto ${v.target}: ${r.chunks} chunks (${r.viaMulticast} multicast, ${r.viaUnicast} HTTP), ${fmtBytes(r.bytesWritten)} in ${r.seconds.toFixed(1)} s; ${r.rejected} rejected, ${r.malformed} malformed\n`);
+    else {
+      process.stdout.write(`received ${r.image} (${r.digest.slice(0, 19)}…) onto ${v.target}: ${r.chunks} chunks (${r.viaMulticast} multicast, ${r.viaUnicast} HTTP), ${fmtBytes(r.bytesWritten)} in ${r.seconds.toFixed(1)} s; ${r.rejected} rejected, ${r.malformed} malformed\n`);
+      if (r.skippedBytes !== undefined) process.stdout.write(`delta: ${fmtBytes(r.skippedBytes)} already matched the image and were not written (compared in ${(r.compareSeconds ?? 0).toFixed(1)} s)\n`);
+    }
     return 0;
   }
   throw new RackcastError('RC_ERR_USAGE', `unknown mcast command "${sub ?? ''}" (send, receive)`);

@@ -11,8 +11,10 @@ import { fmtBytes } from './progress.ts';
 import { dataDirFrom } from './main.ts';
 
 export const TASK_USAGE = `  task deploy IMAGE --machines MAC[,MAC…]|--group G [--at HH:MM|ISO | --cron EXPR]
-        [--start all|deadline=ISO|grace=SECONDS] [--retries N] [--wol]
+        [--start all|deadline=ISO|grace=SECONDS] [--retries N] [--wol] [--delta] [--grow]
                                            put an image on machines at their next network boot
+                                           (--delta: only what differs on each disk is sent and
+                                           written; --grow: fill larger disks)
   task capture MAC --name NAME             capture a machine's disk as image NAME at its next boot
                                            (also: task capture NAME --machine MAC)
   task list [--json] | task show ID [--json] | task cancel ID
@@ -62,6 +64,7 @@ export async function taskCommand(argv: string[], env: NodeJS.ProcessEnv): Promi
   const { values: v, positionals: pos } = parseArgs({ args: rest, strict: true, allowPositionals: true, options: {
     ...common, machines: { type: 'string' }, machine: { type: 'string' }, group: { type: 'string' }, name: { type: 'string' },
     at: { type: 'string' }, cron: { type: 'string' }, start: { type: 'string' }, retries: { type: 'string' }, wol: { type: 'boolean' },
+    delta: { type: 'boolean' }, grow: { type: 'boolean' },
     html: { type: 'boolean' }, interval: { type: 'string' }, timeout: { type: 'string' },
   } });
   return withBackend(v, env, async (b) => {
@@ -73,7 +76,7 @@ export async function taskCommand(argv: string[], env: NodeJS.ProcessEnv): Promi
       const body: CreateTask = {
         kind: 'deploy', image: pos[0] as string, ...(v.machines ? { machines: macs(v.machines) } : { group: v.group as string }),
         ...(v.at ? { at: v.at } : {}), ...(v.cron ? { cron: v.cron } : {}), ...(v.start ? { startRule: parseStartRule(v.start) } : {}),
-        ...(retries !== undefined ? { retries } : {}), ...(v.wol ? { wol: true } : {}),
+        ...(retries !== undefined ? { retries } : {}), ...(v.wol ? { wol: true } : {}), ...(v.delta ? { delta: true } : {}), ...(v.grow ? { grow: true } : {}),
       };
       out(describeTask(await b.createTask(body)));
       return 0;

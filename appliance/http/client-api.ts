@@ -54,6 +54,8 @@ const reportSchema = {
 export interface HelloReply {
   taskId: number; kind: string; image: string | null; imageUrl: string | null;
   multicast: { group: string; port: number }; after: 'reboot' | 'poweroff';
+  /** deploy options, present when set (appliance/tasks.ts DeployOptions) */
+  delta?: boolean; grow?: boolean;
 }
 
 export function mountClientApi(app: FastifyInstance, o: ClientApiOptions): void {
@@ -71,14 +73,15 @@ export function mountClientApi(app: FastifyInstance, o: ClientApiOptions): void 
     // a deploy gets its task's multicast session (started by the first hello); when none can run,
     // an address nobody sends to: the receiver hears no ANNOUNCE and continues over HTTP
     let multicast = { group: '239.255.77.255', port: 9799 };
+    const task = a.kind === 'deploy' ? o.store.task(a.taskId) : undefined;
     if (a.kind === 'deploy' && a.image && imageUrl && o.sessions) {
-      const task = o.store.task(a.taskId);
       const open = task ? task.machines.filter((m) => !FINISHED.has(m.state)).length : 1;
       multicast = o.sessions.ensure(a.taskId, a.image, imageUrl, open) ?? multicast;
     }
     const res: HelloReply = {
       taskId: a.taskId, kind: a.kind, image: a.image, imageUrl, multicast,
       after: a.kind === 'register' ? 'poweroff' : 'reboot',
+      ...(task?.delta ? { delta: true } : {}), ...(task?.grow ? { grow: true } : {}),
     };
     return res;
   });

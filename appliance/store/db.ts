@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { RackcastError } from '../../services/errors.ts';
-import { FINISHED, checkStartRule, type StartRule, type TaskState } from '../tasks.ts';
-import { MIGRATION_1 } from './migrations.ts';
+import { FINISHED, checkDeployOptions, checkStartRule, type StartRule, type TaskState } from '../tasks.ts';
+import { MIGRATION_1, MIGRATION_2 } from './migrations.ts';
 
 export const MIGRATIONS: string[] = [
   `create table machines (
@@ -22,6 +22,7 @@ export const MIGRATIONS: string[] = [
      state text not null default 'pending', detail text, updated_at text not null, primary key (task_id, mac));
    create table events (id integer primary key, at text not null, kind text not null, mac text, task_id integer, detail text);`,
   MIGRATION_1,
+  MIGRATION_2,
 ];
 
 export const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -54,6 +55,8 @@ export interface Task {
   id: number; kind: TaskKind; image: string | null; state: TaskState; createdAt: string; updatedAt: string;
   target: { machines?: string[]; group?: string } | null; parentId: number | null; scheduleAt: string | null; cron: string | null; nextRunAt: string | null;
   startRule: StartRule; retries: number; wol: boolean; armedAt: string | null; session: { state: string; reason: string | null } | null;
+  /** deploy options (appliance/tasks.ts DeployOptions) */
+  delta: boolean; grow: boolean;
   startedAt: string | null; endedAt: string | null; reason: string | null; notifiedAt: string | null; machines: TaskMachine[];
 }
 export interface TaskSpec {
@@ -63,6 +66,7 @@ export interface TaskSpec {
   /** a recurring schedule: each firing creates a child task */
   cron?: string; nextRunAt?: string;
   startRule?: StartRule; retries?: number; wol?: boolean;
+  delta?: boolean; grow?: boolean;
 }
 export interface EventRow { id: number; at: string; kind: string; mac: string | null; taskId: number | null; detail: Record<string, unknown> }
 export interface Progress { done: number; total: number; mbps: number; verify?: 'ok' | 'failed' | 'skipped' }
@@ -295,13 +299,14 @@ export class Store {
     const rule = checkStartRule(spec.startRule ?? { kind: 'all' });
     const retries = spec.retries ?? 0;
     if (!Number.isInteger(retries) || retries < 0 || retries > 10) throw new RackcastError('RC_ERR_TASK_INVALID', 'retries must be a whole number from 0 to 10');
+    const opts = checkDeployOptions(spec.kind, spec);
     const scheduled = Boolean(spec.at || spec.cron);
     return this.tx(() => {
       const now = this.#iso();
       const target = JSON.stringify(macs ? { machines: macs } : { group: spec.group });
       const next = spec.at ? new Date(spec.at).toISOString() : spec.nextRunAt ? new Date(spec.nextRunAt).toISOString() : null;
-      const id = Number(this.db.prepare(`insert into tasks (kind, image, state, created_at, updated_at, target, schedule_at, schedule_cron, next_run_at, start_rule, retries, wol)
-        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(spec.kind, spec.image, scheduled ? 'scheduled' : 'pending', now, now, target, spec.at ? next : null, spec.cron ?? null, next, JSON.stringify(rule), retries, spec.wol ? 1 : 0).lastInsertRowid);
+      const id = Number(this.db.prepare(`insert into tasks (kind, image, state, created_at, updated_at, target, schedule_at, schedule_cron, next_run_at, start_rule, retries, wol, delta, grow)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(spec.kind, spec.image, scheduled ? 'scheduled' : 'pending', now, now, target, spec.at ? next : null, spec.cron ?? null, next, JSON.stringify(rule), retries, spec.wol ? 1 : 0, opts.delta ? 1 : 0, opts.grow ? 1 : 0).lastInsertRowid);
       this.event('task-created', { kind: spec.kind, image: spec.image, ...(macs ? { machines: macs } : { group: spec.group }), ...(next ? { runAt: next } : {}), ...(spec.cron ? { cron: spec.cron } : {}) }, undefined, id);
       if (!scheduled) this.#arm(id, true);
       return this.task(id) as Task;
@@ -350,8 +355,8 @@ export class Store {
       const p = this.task(parentId);
       if (!p || p.state !== 'scheduled' || !p.cron) throw new RackcastError('RC_ERR_TASK_STATE', `task ${parentId} is not a scheduled cron task`);
       const now = this.#iso();
-      const id = Number(this.db.prepare(`insert into tasks (kind, image, state, created_at, updated_at, target, parent_id, start_rule, retries, wol) values (?, ?, 'scheduled', ?, ?, ?, ?, ?, ?, ?)`)
-        .run(p.kind, p.image, now, now, JSON.stringify(p.target), parentId, JSON.stringify(p.startRule), p.retries, p.wol ? 1 : 0).lastInsertRowid);
+      const id = Number(this.db.prepare(`insert into tasks (kind, image, state, created_at, updated_at, target, parent_id, start_rule, retries, wol, delta, grow) values (?, ?, 'scheduled', ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(p.kind, p.image, now, now, JSON.stringify(p.target), parentId, JSON.stringify(p.startRule), p.retries, p.wol ? 1 : 0, p.delta ? 1 : 0, p.grow ? 1 : 0).lastInsertRowid);
       this.db.prepare('update tasks set next_run_at = ?, updated_at = ? where id = ?').run(nextRunAt, now, parentId);
       this.event('task-fired', { child: id, nextRunAt }, undefined, parentId);
       this.event('task-created', { kind: p.kind, image: p.image, parent: parentId }, undefined, id);
@@ -503,6 +508,7 @@ export class Store {
       id, kind: t.kind as TaskKind, image: str(t.image), state: t.state as TaskState, createdAt: String(t.created_at), updatedAt: String(t.updated_at),
       target: t.target ? JSON.parse(String(t.target)) as Task['target'] : null, parentId: num(t.parent_id), scheduleAt: str(t.schedule_at), cron: str(t.schedule_cron), nextRunAt: str(t.next_run_at),
       startRule: JSON.parse(String(t.start_rule ?? '{"kind":"all"}')) as StartRule, retries: Number(t.retries ?? 0), wol: Boolean(t.wol), armedAt: str(t.armed_at),
+      delta: Boolean(t.delta), grow: Boolean(t.grow),
       session: t.session_state ? { state: String(t.session_state), reason: str(t.session_reason) } : null,
       startedAt: str(t.started_at), endedAt: str(t.ended_at), reason: str(t.reason), notifiedAt: str(t.notified_at), machines,
     };

@@ -38,3 +38,9 @@ export const MIGRATION_1 = `
   create index events_task on events (task_id, id);
   create index task_machines_mac on task_machines (mac, state);
 `;
+
+/** 2: deploy options: delta (compare each disk, fetch only what differs) and grow (filesystem onto a larger disk). */
+export const MIGRATION_2 = `
+  alter table tasks add column delta integer not null default 0;
+  alter table tasks add column grow integer not null default 0;
+`;

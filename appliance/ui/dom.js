@@ -43,6 +43,8 @@ export function formValues(form) {
   const v = Object.fromEntries([...fd.entries()].filter(([k]) => k !== 'machines'));
   v.machines = fd.getAll('machines');
   v.wol = fd.get('wol') === 'on';
+  v.delta = fd.get('delta') === 'on';
+  v.grow = fd.get('grow') === 'on';
   return v;
 }
 

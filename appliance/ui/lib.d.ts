@@ -29,11 +29,11 @@ export class SseParser {
 export interface TaskForm {
   kind: 'deploy' | 'capture'; image?: string; target?: 'group' | 'machines'; group?: string; machines?: string[];
   when?: 'now' | 'at' | 'cron'; at?: string; cron?: string; rule?: 'all' | 'deadline' | 'grace'; deadline?: string; grace?: string | number;
-  retries?: string | number; wol?: boolean;
+  retries?: string | number; wol?: boolean; delta?: boolean; grow?: boolean;
 }
 export interface TaskBody {
   kind: string; image?: string; machines?: string[]; group?: string; at?: string; cron?: string;
-  startRule?: StartRule; retries?: number; wol?: boolean;
+  startRule?: StartRule; retries?: number; wol?: boolean; delta?: boolean; grow?: boolean;
 }
 export function taskBody(f: TaskForm): TaskBody;
 export type StartRule = { kind: 'all' } | { kind: 'deadline'; at: string } | { kind: 'grace'; seconds: number };

@@ -160,7 +160,8 @@ export class SseParser {
 /**
  * The create-task form's fields → the body of POST /api/v1/tasks, or an Error naming the field.
  * f: { kind, image, target: 'group'|'machines', group, machines[], when: 'now'|'at'|'cron', at,
- *      cron, rule: 'all'|'deadline'|'grace', deadline (datetime-local value), grace, retries, wol }
+ *      cron, rule: 'all'|'deadline'|'grace', deadline (datetime-local value), grace, retries, wol,
+ *      delta, grow (deploy options) }
  */
 export function taskBody(f) {
   const body = { kind: f.kind };
@@ -192,6 +193,8 @@ export function taskBody(f) {
     body.retries = r;
   }
   if (f.wol) body.wol = true;
+  if (f.kind === 'deploy' && f.delta) body.delta = true;
+  if (f.kind === 'deploy' && f.grow) body.grow = true;
   return body;
 }
 

@@ -55,6 +55,8 @@ export function tasksView(root) {
       h('label', {}, ' deadline ', h('input', { name: 'deadline', type: 'datetime-local' }))),
     field('Retries per machine', h('input', { name: 'retries', type: 'number', min: 0, max: 10, placeholder: 'default' })),
     h('label', { class: 'field inline' }, h('input', { type: 'checkbox', name: 'wol', checked: true }), h('span', {}, 'Wake-on-LAN the machines')),
+    h('label', { class: 'field inline' }, h('input', { type: 'checkbox', name: 'delta' }), h('span', {}, 'Delta: send and write only the blocks that differ from each disk')),
+    h('label', { class: 'field inline' }, h('input', { type: 'checkbox', name: 'grow' }), h('span', {}, 'Grow the last partition onto larger disks')),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Create deploy task')),
     deployErr);
   deploy.addEventListener('submit', async (e) => {

@@ -49,6 +49,7 @@ export async function runDeploy(o: DeployOptions): Promise<Action> {
         fallbackMs: o.fallbackMs ?? 10_000,
         // SSDs and NVMe: unused ranges are discarded (TRIM) instead of zeroed; falls back to zeroing
         discard: !disk.rotational,
+        delta: task.delta === true, grow: task.grow === true,
         onProgress: (p) => { last = p; },
         logger: { info: (x, m) => log(`rackcast: ${m ?? ''} ${JSON.stringify(x)}`), warn: (x, m) => log(`rackcast: warning: ${m ?? ''} ${JSON.stringify(x)}`) },
       });
@@ -56,7 +57,8 @@ export async function runDeploy(o: DeployOptions): Promise<Action> {
     } finally {
       stop();
     }
-    const summary = `${report.image} ${report.digest} -> ${target}: ${report.chunks} chunks, ${report.bytesWritten} bytes in ${report.seconds.toFixed(1)} s (${report.mode}: ${report.viaMulticast} multicast, ${report.viaUnicast} unicast)`;
+    const delta = report.skippedBytes !== undefined ? `, delta: ${report.skippedBytes} bytes already right` : '';
+    const summary = `${report.image} ${report.digest} -> ${target}: ${report.chunks} chunks, ${report.bytesWritten} bytes in ${report.seconds.toFixed(1)} s (${report.mode}: ${report.viaMulticast} multicast, ${report.viaUnicast} unicast${delta})`;
     log(`RACKCAST-DEPLOY-OK ${summary}`);
     await rep.report('done', summary, undefined, { done: report.bytesWritten, total: report.bytesWritten, mbps: report.bytesWritten / 1e6 / Math.max(0.001, report.seconds), verify: 'ok' });
     return task.after;

@@ -9,6 +9,8 @@ import type { Disk, Inventory } from './inventory.ts';
 export interface HelloReply {
   taskId: number; kind: string; image: string | null; imageUrl: string | null;
   multicast: { group: string; port: number }; after: 'reboot' | 'poweroff';
+  /** deploy options: compare the disk first and write only what differs; grow the filesystem onto a larger disk */
+  delta?: boolean; grow?: boolean;
 }
 export type Action = 'poweroff' | 'reboot' | 'shell';
 

@@ -3,12 +3,13 @@
 // it writes every block at its absolute offset through DiskWriter, each block hash-checked again
 // as it is decompressed, and zeroes (or discards) the holes.
 import { RackcastError } from '../errors.ts';
-import { open } from 'node:fs/promises';
 import { DiskWriter } from './disk-writer.ts';
+import type { GrowResult } from './geometry.ts';
 import { blockHashes, blockLength, chunkTable, type Manifest } from './manifest.ts';
 import { ImageStore, type OpenImage } from './store.ts';
 import { WorkerPool } from './worker-pool.ts';
-import { oneAtATime, readAhead, readFrame } from './chunk-reader.ts';
+import { readAhead, readFrame } from './chunk-reader.ts';
+import { sameBlocks, sameBytes } from './delta.ts';
 
 export interface Progress { phase: 'verify' | 'compare' | 'write'; done: number; total: number }
 export interface VerifyProblem { chunk: string; code: string; message: string }
@@ -66,43 +67,13 @@ export interface RestoreOptions {
    * are left alone
    */
   delta?: boolean;
+  /** on a larger target, grow the last partition and its filesystem to fill it (geometry.ts) */
+  grow?: boolean;
   workers?: number;
   onProgress?: (p: Progress) => void;
 }
-/** `table`: what was done to fit the partition table to a larger target (partition/fit.ts), if anything */
-export interface RestoreResult { image: string; digest: string; bytesWritten: number; holes: number; seconds: number; target: string; table?: string; discard?: string; /** delta: bytes already right on the target, not written */ skippedBytes?: number }
-
-/**
- * Delta: which blocks of the target already hold what the image wants there (same hash, or all
- * zero for a hole). The target is read once, in order, on a read-only handle; workers hash.
- */
-async function sameBlocks(target: string, m: Manifest, hashes: (string | null)[], pool: WorkerPool, onProgress?: (p: Progress) => void): Promise<Set<number>> {
-  const same = new Set<number>();
-  const fh = await open(target, 'r');
-  const free: ArrayBuffer[] = [];
-  let done = 0;
-  try {
-    const read = oneAtATime(async (i: number): Promise<ArrayBuffer> => {
-      const buf = free.pop() ?? new ArrayBuffer(m.blockSize);
-      const len = blockLength(m, i);
-      const { bytesRead } = await fh.read(new Uint8Array(buf, 0, len), 0, len, i * m.blockSize);
-      if (bytesRead !== len) throw new RackcastError('RC_ERR_IO', `short read at offset ${i * m.blockSize} of ${target}`, { path: target });
-      return buf;
-    });
-    await readAhead(hashes.map((_, i) => i), read, async (i, buf, err) => {
-      if (err) throw err;
-      const len = blockLength(m, i);
-      const r = await pool.run({ op: 'hash', buf: buf as ArrayBuffer, length: len }, [buf as ArrayBuffer]);
-      if (hashes[i] === null ? r.hole === true : r.hash === hashes[i]) same.add(i);
-      free.push(r.buf as ArrayBuffer);
-      done += len;
-      onProgress?.({ phase: 'compare', done, total: m.disk.size });
-    }, pool.size * 3);
-  } finally {
-    await fh.close();
-  }
-  return same;
-}
+/** `table`: what was done to fit the partition table to a larger target (partition/fit.ts), if anything; `grow`: what `grow` did, or why not */
+export interface RestoreResult { image: string; digest: string; bytesWritten: number; holes: number; seconds: number; target: string; table?: string; discard?: string; /** delta: bytes already right on the target, not written */ skippedBytes?: number; grow?: GrowResult }
 
 export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
   const t0 = performance.now();
@@ -115,9 +86,10 @@ export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
       const v = await verifyChunks(o.store, img, { pool, ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
       if (v.problems.length) throw problemError(v);
     }
-    const writer = await DiskWriter.open(o.target, m, { discard: o.discard ?? false });
+    const writer = await DiskWriter.open(o.target, m, { discard: o.discard ?? false, grow: o.grow ?? false });
     let written = 0;
     let fitted: Awaited<ReturnType<DiskWriter['fitTable']>>;
+    let grown: GrowResult | undefined;
     let discardNote: string | undefined;
     let holes = 0;
     let skipped = 0;
@@ -126,7 +98,7 @@ export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
       const same = o.delta && !writer.fresh ? await sameBlocks(o.target, m, hashes, pool, o.onProgress) : undefined;
       const data = hashes.flatMap((h, i) => (h && !same?.has(i) ? [i] : []));
       holes = hashes.filter((h) => h === null).length;
-      if (same) for (const i of same) skipped += blockLength(m, i);
+      if (same) skipped = sameBytes(m, same);
       let done = skipped;
       const free: ArrayBuffer[] = []; // block buffers go to a worker and come back: no allocation per block
       // chunk files are read ahead on this thread; workers decompress and re-hash each into its
@@ -145,12 +117,13 @@ export async function restoreImage(o: RestoreOptions): Promise<RestoreResult> {
       }, pool.size * 4);
       await writer.finishHoles((n) => { done += n; o.onProgress?.({ phase: 'write', done, total: m.disk.size }); }, same ? (i) => same.has(i) : undefined);
       fitted = await writer.fitTable();
+      grown = await writer.growLast();
       discardNote = writer.discardFallback;
     } finally {
       await writer.close();
     }
     o.onProgress?.({ phase: 'write', done: m.disk.size, total: m.disk.size });
-    return { image: m.name, digest: img.digest, bytesWritten: written, holes, seconds: (performance.now() - t0) / 1000, target: o.target, ...(fitted ? { table: fitted.reason } : {}), ...(discardNote ? { discard: discardNote } : {}), ...(o.delta ? { skippedBytes: skipped } : {}) };
+    return { image: m.name, digest: img.digest, bytesWritten: written, holes, seconds: (performance.now() - t0) / 1000, target: o.target, ...(fitted ? { table: fitted.reason } : {}), ...(discardNote ? { discard: discardNote } : {}), ...(o.delta ? { skippedBytes: skipped } : {}), ...(grown ? { grow: grown } : {}) };
   } finally {
     await pool.close();
   }

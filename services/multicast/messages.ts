@@ -18,17 +18,33 @@
 //                                            20 4  socket receive-buffer drops (cumulative)
 //   END (sender → group)                     24 8  bytes written
 //   0  1  reason (0 complete, 1 deadline, 2 aborted)
+//
+//   STATUS byte 5 (was reserved; old senders ignore it): delta 0 none, 1 comparing its target
+//   with the manifest, 2 compared (its WANT is on the way). CONTROL command 3: WANT received.
+//
+//   WANT (delta receiver → sender, unicast, repeated until CONTROL 3 acknowledges it): the chunks
+//   it still needs after comparing its target, one bit per chunk, in parts of ≤ MAX_WANT_BITS
+//   0  4  receiver id                        16 8  bytes skipped (disk bytes already right;
+//   4  4  chunk count of the image                 the same in every part)
+//   8  4  first: the chunk bit 0 stands for  24 ⌈n/8⌉ bitmap, MSB first: 1 = still needed;
+//   12 2  bits n (1 … MAX_WANT_BITS)               padding bits 0, nothing after it
+//   14 2  reserved (0)
 import { encodeHeader, HEADER_LENGTH, TYPE, invalid, view, type MessageType } from './wire.ts';
 
 export const MAX_NACK_ENTRIES = 170; // 8 + 170·8 = 1368 bytes: fits a 1500-byte MTU
+export const MAX_WANT_BITS = 11200; // 24 + 1400 = 1424 bytes: fits a 1500-byte MTU
 
 export interface Announce { digest: Buffer; chunks: number; next: number; rateKbit: number; state: 0 | 1 | 2; url: string }
 export interface NackEntry { index: number; first: number; count: number }
 export interface Nack { receiver: number; entries: NackEntry[] }
-export interface Status { receiver: number; state: 1 | 2 | 3 | 4; have: number; total: number; backlog: number; drops: number; written: number }
-export interface Control { receiver: number; command: 1 | 2 }
-export const CONTROL = { DONE_ACK: 1, UNICAST: 2 } as const;
+/** `delta` absent: not a delta receiver (0 on the wire) */
+export interface Status { receiver: number; state: 1 | 2 | 3 | 4; have: number; total: number; backlog: number; drops: number; written: number; delta?: 1 | 2 }
+export interface Control { receiver: number; command: 1 | 2 | 3 }
+/** One part of a WANT: `needed` lists the chunks in [first, first + count) still needed. */
+export interface Want { receiver: number; chunks: number; first: number; count: number; skipped: number; needed: number[] }
+export const CONTROL = { DONE_ACK: 1, UNICAST: 2, WANT_ACK: 3 } as const;
 export const STATE = { RECEIVING: 1, DONE: 2, FAILED: 3, UNICAST: 4 } as const;
+export const DELTA = { COMPARING: 1, COMPARED: 2 } as const;
 
 function frame(type: MessageType, session: number, payload: Buffer): Buffer {
   const out = Buffer.alloc(HEADER_LENGTH + payload.length);
@@ -96,6 +112,7 @@ export function encodeStatus(session: number, s: Status): Buffer {
   const p = Buffer.alloc(32);
   p.writeUInt32BE(s.receiver >>> 0, 0);
   p.writeUInt8(s.state, 4);
+  p.writeUInt8(s.delta ?? 0, 5);
   p.writeUInt32BE(s.have, 8);
   p.writeUInt32BE(s.total, 12);
   p.writeUInt32BE(Math.min(s.backlog, 0xffffffff), 16);
@@ -109,9 +126,14 @@ export function decodeStatus(p: Uint8Array): Status {
   const v = view(p);
   const state = v.getUint8(4);
   if (state < 1 || state > 4) invalid(`status state ${state}`, HEADER_LENGTH + 4);
+  const delta = v.getUint8(5);
+  if (delta > 2) invalid(`status delta state ${delta}`, HEADER_LENGTH + 5);
   const written = v.getBigUint64(24);
   if (written > BigInt(Number.MAX_SAFE_INTEGER)) invalid('bytes written out of range', HEADER_LENGTH + 24);
-  return { receiver: v.getUint32(0), state: state as Status['state'], have: v.getUint32(8), total: v.getUint32(12), backlog: v.getUint32(16), drops: v.getUint32(20), written: Number(written) };
+  return {
+    receiver: v.getUint32(0), state: state as Status['state'], have: v.getUint32(8), total: v.getUint32(12), backlog: v.getUint32(16), drops: v.getUint32(20), written: Number(written),
+    ...(delta ? { delta: delta as 1 | 2 } : {}),
+  };
 }
 
 export function encodeControl(session: number, c: Control): Buffer {
@@ -125,8 +147,8 @@ export function decodeControl(p: Uint8Array): Control {
   needLen(p, 8, 'control');
   const v = view(p);
   const command = v.getUint8(4);
-  if (command !== 1 && command !== 2) invalid(`control command ${command}`, HEADER_LENGTH + 4);
-  return { receiver: v.getUint32(0), command };
+  if (command < 1 || command > 3) invalid(`control command ${command}`, HEADER_LENGTH + 4);
+  return { receiver: v.getUint32(0), command: command as Control['command'] };
 }
 
 export function encodeEnd(session: number, reason: 0 | 1 | 2): Buffer {
@@ -138,4 +160,52 @@ export function decodeEnd(p: Uint8Array): 0 | 1 | 2 {
   const r = p[0] as number;
   if (r > 2) invalid(`end reason ${r}`, HEADER_LENGTH);
   return r as 0 | 1 | 2;
+}
+
+export function encodeWant(session: number, w: Want): Buffer {
+  if (w.count < 1 || w.count > MAX_WANT_BITS || w.first + w.count > w.chunks) invalid(`WANT part of ${w.count} bits at ${w.first} of ${w.chunks} chunks`, 0);
+  const p = Buffer.alloc(24 + Math.ceil(w.count / 8));
+  p.writeUInt32BE(w.receiver >>> 0, 0);
+  p.writeUInt32BE(w.chunks, 4);
+  p.writeUInt32BE(w.first, 8);
+  p.writeUInt16BE(w.count, 12);
+  p.writeBigUInt64BE(BigInt(w.skipped), 16);
+  for (const i of w.needed) {
+    const k = i - w.first;
+    if (!Number.isInteger(k) || k < 0 || k >= w.count) invalid(`WANT chunk ${i} outside its part`, 0);
+    p[24 + (k >>> 3)] = (p[24 + (k >>> 3)] as number) | (0x80 >>> (k & 7));
+  }
+  return frame(TYPE.WANT, session, p);
+}
+
+/** A whole declaration: the chunks for which `needed(i)` is true, in as many parts as it takes. */
+export function encodeWants(session: number, receiver: number, chunks: number, skipped: number, needed: (i: number) => boolean): Buffer[] {
+  const out: Buffer[] = [];
+  for (let first = 0; first < chunks; first += MAX_WANT_BITS) {
+    const count = Math.min(MAX_WANT_BITS, chunks - first);
+    const list: number[] = [];
+    for (let i = first; i < first + count; i++) if (needed(i)) list.push(i);
+    out.push(encodeWant(session, { receiver, chunks, first, count, skipped, needed: list }));
+  }
+  return out;
+}
+
+export function decodeWant(p: Uint8Array): Want {
+  needLen(p, 24, 'want');
+  const v = view(p);
+  const chunks = v.getUint32(4);
+  const first = v.getUint32(8);
+  const count = v.getUint16(12);
+  if (count < 1 || count > MAX_WANT_BITS) invalid(`WANT of ${count} bits`, HEADER_LENGTH + 12);
+  if (first + count > chunks) invalid(`WANT bits ${first}+${count} beyond ${chunks} chunks`, HEADER_LENGTH + 8);
+  if (v.getUint16(14) !== 0) invalid('WANT reserved bits set', HEADER_LENGTH + 14);
+  const skipped = v.getBigUint64(16);
+  if (skipped > BigInt(Number.MAX_SAFE_INTEGER)) invalid('WANT bytes skipped out of range', HEADER_LENGTH + 16);
+  const len = 24 + Math.ceil(count / 8);
+  needLen(p, len, 'want');
+  if (p.length > len) invalid(`WANT of ${p.length} bytes, ${len} expected`, HEADER_LENGTH + len);
+  if (count & 7 && (p[len - 1] as number) & (0xff >>> (count & 7))) invalid('WANT padding bits set', HEADER_LENGTH + len - 1);
+  const needed: number[] = [];
+  for (let k = 0; k < count; k++) if ((p[24 + (k >>> 3)] as number) & (0x80 >>> (k & 7))) needed.push(first + k);
+  return { receiver: v.getUint32(0), chunks, first, count, skipped: Number(skipped), needed };
 }

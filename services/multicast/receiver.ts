@@ -3,18 +3,22 @@
 // it through DiskWriter (the same write path as `image restore`) at every block that uses it.
 // Missing fragments are NACKed after a randomized delay; if no multicast data arrives, or the
 // sender says so, the rest comes over HTTP (unicast fallback), verified the same way.
+// Delta mode: before it takes any data, the receiver hashes its target's blocks (image/delta.ts),
+// counts every chunk whose blocks all hold the right bytes as done, and tells the sender which
+// chunks it still needs (WANT), so the sender's first pass can skip what no receiver needs.
 import { createSocket, type Socket } from 'node:dgram';
 import { randomInt, createHash } from 'node:crypto';
 import { RackcastError, isRackcastError } from '../errors.ts';
 import { DiskWriter } from '../image/disk-writer.ts';
-import { decodeManifest, type Manifest } from '../image/manifest.ts';
+import { blockHashes, decodeManifest, type Manifest } from '../image/manifest.ts';
+import { sameBlocks, sameBytes } from '../image/delta.ts';
 import { decodeSignatureFile, verifySignature, type SignatureFile } from '../image/signing.ts';
 import { WorkerPool } from '../image/worker-pool.ts';
 import { compressBound } from '../image/zstd.ts';
 import { Assembly } from './assembly.ts';
 import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
 import { chunkUrl, fetchBytes } from './http-source.ts';
-import { CONTROL, MAX_NACK_ENTRIES, STATE, decodeAnnounce, decodeControl, encodeNack, encodeStatus, type Announce, type NackEntry } from './messages.ts';
+import { CONTROL, DELTA, MAX_NACK_ENTRIES, STATE, decodeAnnounce, decodeControl, encodeNack, encodeStatus, encodeWants, type Announce, type NackEntry } from './messages.ts';
 import { udpRcvbufErrors } from './udp-stats.ts';
 import { decodeHeader, HEADER_LENGTH, TYPE } from './wire.ts';
 import { SENDER_DEFAULTS } from './sender.ts';
@@ -30,6 +34,7 @@ export const RECEIVER_DEFAULTS = {
   maxBacklog: 32, // chunks waiting for verification/disk
   rejoinMs: 60000,
   httpConcurrency: 4,
+  wantMs: 250, // a delta receiver repeats its WANT this often until the sender acknowledges it
 };
 
 export interface ReceiverOptions extends Partial<typeof RECEIVER_DEFAULTS> {
@@ -42,6 +47,13 @@ export interface ReceiverOptions extends Partial<typeof RECEIVER_DEFAULTS> {
   /** require this signer key id */
   trustKeyId?: string;
   discard?: boolean;
+  /**
+   * delta: compare the target with the image first (when it already exists with content) and
+   * write only the blocks that differ; the sender is told which chunks are still needed
+   */
+  delta?: boolean;
+  /** passed to DiskWriter.open: grow the last partition's filesystem onto a larger target */
+  grow?: boolean;
   workers?: number;
   /** have/total: chunks; written/totalBytes: bytes of the disk written so far / to be written (data blocks) */
   onProgress?: (p: { have: number; total: number; written: number; totalBytes: number; mode: 'multicast' | 'unicast' }) => void;
@@ -54,6 +66,10 @@ export interface ReceiveReport {
   mode: 'multicast' | 'unicast' | 'mixed';
   /** seconds since start: first DATA of the session, every chunk written, target synced */
   times: { firstData: number; allData: number; synced: number };
+  /** delta: bytes of the disk already right on the target (not written), and how long the comparison took */
+  skippedBytes?: number; compareSeconds?: number;
+  /** what the `grow` option did on a larger target, or why not (DiskWriter.growLast) */
+  grow?: Awaited<ReturnType<DiskWriter['growLast']>>;
 }
 
 interface Loaded { manifest: Manifest; sig: SignatureFile; digest: string; url: string | undefined }
@@ -61,7 +77,7 @@ interface Loaded { manifest: Manifest; sig: SignatureFile; digest: string; url: 
 export class MulticastReceiver {
   readonly id = randomInt(1, 0xffffffff);
   readonly o: typeof RECEIVER_DEFAULTS & ReceiverOptions;
-  readonly stats = { viaMulticast: 0, viaUnicast: 0, rejected: 0, duplicates: 0, malformed: 0, foreign: 0, nacksSent: 0, dataPackets: 0 };
+  readonly stats = { viaMulticast: 0, viaUnicast: 0, rejected: 0, duplicates: 0, malformed: 0, foreign: 0, nacksSent: 0, dataPackets: 0, wantsSent: 0, ignoredComparing: 0 };
   #data?: Socket;
   #ctl?: Socket;
   #session?: number;
@@ -88,6 +104,14 @@ export class MulticastReceiver {
   #pendingAnnounce?: Promise<void>;
   #firstData = 0;
   #times = { firstData: 0, allData: 0, synced: 0 };
+  // delta mode
+  #comparing?: Promise<void>;
+  #deltaState: 0 | 1 | 2 = 0; // DELTA: none, comparing, compared
+  #same?: Set<number>; // blocks already right on the target
+  #skipped = 0;
+  #compareSeconds = 0;
+  #wants?: Buffer[];
+  #wantAcked = false;
 
   constructor(opts: ReceiverOptions) {
     this.o = { ...RECEIVER_DEFAULTS, ...opts };
@@ -102,11 +126,13 @@ export class MulticastReceiver {
       timers.push(setInterval(() => this.#nack(), this.o.nackIntervalMs + randomInt(0, 10)));
       timers.push(setInterval(() => this.#status(), this.o.statusMs));
       timers.push(setInterval(() => this.#rejoin(), this.o.rejoinMs));
+      if (this.o.delta) timers.push(setInterval(() => this.#declare(), this.o.wantMs));
       // wait: complete, failed, or time to fall back to unicast
       while (!this.#failure && !this.#complete()) {
         await new Promise<void>((r) => { this.#wake = r; setTimeout(r, 100); });
         const quiet = Date.now() - (this.#lastData || start);
-        if (this.#mode === 'multicast' && quiet > this.o.fallbackMs) {
+        // comparing takes as long as reading the disk: not hearing data meanwhile is expected
+        if (this.#mode === 'multicast' && this.#deltaState !== DELTA.COMPARING && quiet > this.o.fallbackMs) {
           this.o.logger?.warn({ quietMs: quiet }, 'no multicast data: continuing over HTTP');
           await this.#unicast();
         }
@@ -116,19 +142,27 @@ export class MulticastReceiver {
       if (this.#failure) throw this.#failure;
       const tData = performance.now();
       const w = this.#writer as DiskWriter;
-      await w.finishHoles();
+      const same = this.#same;
+      await w.finishHoles(undefined, same ? (i) => same.has(i) : undefined);
       if (w.discardFallback) this.o.logger?.warn({}, w.discardFallback);
       const fitted = await w.fitTable();
       if (fitted) this.o.logger?.info({ moved: fitted.moved }, `partition table: ${fitted.reason}`);
+      const grown = await w.growLast();
+      if (grown) this.o.logger?.info({ grow: grown }, 'grow: last partition');
       await w.close();
       this.#times = { firstData: ((this.#firstData || tData) - t0) / 1000, allData: (tData - t0) / 1000, synced: (performance.now() - t0) / 1000 };
       this.#done = true;
-      for (let k = 0; k < 15 && !this.#doneAck && this.#sender; k++) { this.#status(); await new Promise((r) => setTimeout(r, 200)); }
+      for (let k = 0; k < 15 && !this.#doneAck; k++) {
+        this.#status();
+        if (!this.#sender) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
       const img = this.#img as Loaded;
       const { viaMulticast: m, viaUnicast: u } = this.stats;
       return {
         image: img.manifest.name, digest: img.digest, session: this.#session ?? 0, seconds: (performance.now() - t0) / 1000, chunks: this.#table.length,
         bytesWritten: this.#written, times: this.#times, ...this.stats, mode: u === 0 ? 'multicast' : m === 0 ? 'unicast' : 'mixed',
+        ...(this.o.delta ? { skippedBytes: this.#skipped, compareSeconds: this.#compareSeconds } : {}), ...(grown ? { grow: grown } : {}),
       };
     } catch (e) {
       if (this.#sender && this.#ctl) this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state: STATE.FAILED, have: this.#have?.count ?? 0, total: this.#table.length, backlog: 0, drops: 0, written: this.#written }));
@@ -207,13 +241,51 @@ export class MulticastReceiver {
     }
     const manifest = decodeManifest(bytes);
     if (this.#img) return;
-    this.#writer = await DiskWriter.open(this.o.target, manifest, { discard: this.o.discard ?? false });
+    this.#writer = await DiskWriter.open(this.o.target, manifest, { discard: this.o.discard ?? false, ...(this.o.grow ? { grow: true } : {}) });
     this.#table = chunkTable(manifest);
     this.#dataBytes = this.#table.reduce((a, c) => a + c.length * c.blocks.length, 0);
     this.#have = new Bits(this.#table.length);
     this.#lastNack = new Float64Array(this.#table.length);
     this.#img = { manifest, sig, digest: sig.digest, url };
     this.o.logger?.info({ image: manifest.name, digest: sig.digest, signer: sig.keyId, chunks: this.#table.length }, 'image manifest verified');
+    // a fresh (missing or empty) file target has nothing to compare
+    if (this.o.delta && !this.#writer.fresh) this.#comparing = this.#compare();
+  }
+
+  /**
+   * Delta: hash the target's blocks (workers), count every chunk whose blocks all hold the right
+   * bytes as done without writing it, then declare what is still needed. DATA that arrives
+   * meanwhile is ignored (and NACKed afterwards if the sender sent it anyway).
+   */
+  async #compare(): Promise<void> {
+    const t0 = performance.now();
+    const m = (this.#img as Loaded).manifest;
+    this.#deltaState = DELTA.COMPARING;
+    try {
+      const same = await sameBlocks(this.o.target, m, blockHashes(m), this.#pool as WorkerPool);
+      this.#same = same;
+      this.#skipped = sameBytes(m, same);
+      for (const c of this.#table) if (c.blocks.every((b) => same.has(b))) (this.#have as Bits).set(c.index);
+    } catch (e) {
+      this.#failure ??= e;
+    }
+    this.#compareSeconds = (performance.now() - t0) / 1000;
+    this.#deltaState = DELTA.COMPARED;
+    this.#lastData = Date.now();
+    const have = (this.#have as Bits).count;
+    this.o.logger?.info({ chunksNeeded: this.#table.length - have, chunks: this.#table.length, skippedBytes: this.#skipped, seconds: +this.#compareSeconds.toFixed(1) }, 'target compared with the image');
+    this.o.onProgress?.({ have, total: this.#table.length, written: this.#written, totalBytes: this.#dataBytes, mode: this.#mode });
+    this.#status();
+    this.#declare();
+    this.#wake?.();
+  }
+
+  /** Send the WANT (all its parts) until the sender acknowledges it. */
+  #declare(): void {
+    if (this.#deltaState !== DELTA.COMPARED || this.#wantAcked || this.#done || this.#session === undefined || !this.#sender || this.#mode !== 'multicast') return;
+    const have = this.#have as Bits;
+    this.#wants ??= encodeWants(this.#session, this.id, this.#table.length, this.#skipped, (i) => !have.has(i));
+    for (const b of this.#wants) { this.#sendCtl(b); this.stats.wantsSent++; }
   }
 
   #onData(msg: Buffer, from: string): void {
@@ -233,6 +305,7 @@ export class MulticastReceiver {
       return;
     }
     if (this.#session === undefined || h.session !== this.#session || !this.#have) { this.stats.foreign++; return; }
+    if (this.#deltaState === DELTA.COMPARING) { this.stats.ignoredComparing++; return; }
     this.stats.dataPackets++;
     this.#lastData = Date.now();
     if (!this.#firstData) this.#firstData = performance.now();
@@ -280,6 +353,7 @@ export class MulticastReceiver {
         this.#sender = { address: from, port: this.o.port };
         this.#lastData = Date.now();
         this.#status();
+        this.#declare();
       }, (e: unknown) => { this.#failure = e; this.#wake?.(); });
       return;
     }
@@ -296,6 +370,7 @@ export class MulticastReceiver {
       const c = decodeControl(msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength));
       if (c.receiver !== this.id) return;
       if (c.command === CONTROL.DONE_ACK) this.#doneAck = true;
+      if (c.command === CONTROL.WANT_ACK) this.#wantAcked = true;
       if (c.command === CONTROL.UNICAST && this.#mode === 'multicast' && !this.#complete()) void this.#unicast();
     } catch (e) {
       if (!isRackcastError(e)) throw e;
@@ -311,10 +386,15 @@ export class MulticastReceiver {
       const buf = new ArrayBuffer(e.length);
       const r = await (this.#pool as WorkerPool).run({ op: 'unpack', hash: e.hash, length: e.length, frame, frameLength, buf, image: (this.#img as Loaded).manifest.name }, [frame, buf]);
       const data = new Uint8Array(r.buf as ArrayBuffer, 0, e.length);
-      for (const b of e.blocks) await (this.#writer as DiskWriter).writeBlock(b, data, r.hash as string);
+      let n = 0;
+      for (const b of e.blocks) {
+        if (this.#same?.has(b)) continue; // delta: already right there
+        await (this.#writer as DiskWriter).writeBlock(b, data, r.hash as string);
+        n++;
+      }
       (this.#have as Bits).set(index);
       if (via === 'multicast' && index > this.#frontier) this.#frontier = index;
-      this.#written += e.length * e.blocks.length;
+      this.#written += e.length * n;
       if (via === 'multicast') this.stats.viaMulticast++; else this.stats.viaUnicast++;
       this.o.onProgress?.({ have: (this.#have as Bits).count, total: this.#table.length, written: this.#written, totalBytes: this.#dataBytes, mode: this.#mode });
       return true;
@@ -329,7 +409,7 @@ export class MulticastReceiver {
   }
 
   #nack(): void {
-    if (this.#mode !== 'multicast' || !this.#have || !this.#sender || this.#session === undefined) return;
+    if (this.#mode !== 'multicast' || !this.#have || !this.#sender || this.#session === undefined || this.#deltaState === DELTA.COMPARING) return;
     const now = performance.now();
     const entries: NackEntry[] = [];
     const limit = MAX_NACK_ENTRIES * 8;
@@ -347,15 +427,15 @@ export class MulticastReceiver {
   }
 
   #status(): void {
-    if (!this.#sender && this.#mode === 'unicast') {
-      // Never heard the session (multicast blocked): report to the sender's unicast port anyway,
-      // with session 0, so the session knows this machine and waits for it.
+    if (!this.#sender && (this.#mode === 'unicast' || this.#done)) {
+      // Never heard the session (multicast blocked, or a delta target that needed nothing): report
+      // to the sender's unicast port anyway, with session 0, so the session knows this machine.
       const url = this.#img?.url ?? this.o.imageUrl;
       if (url) this.#sender = { address: new URL(url).hostname, port: this.o.port };
     }
     if (!this.#sender) return;
     const state = this.#done ? STATE.DONE : this.#mode === 'unicast' ? STATE.UNICAST : STATE.RECEIVING;
-    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written }));
+    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written, ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
   }
 
   #sendCtl(buf: Buffer): void {
@@ -379,6 +459,7 @@ export class MulticastReceiver {
       try { await this.#loadRetrying(url); } catch (e) { this.#failure = e; return; }
     }
     if (!url) { this.#failure = new RackcastError('RC_ERR_IO', 'multicast failed and no image URL is known for unicast'); return; }
+    await this.#comparing; // what is still missing is known once the target has been compared
     const todo = this.#table.filter((e) => !(this.#have as Bits).has(e.index));
     let next = 0;
     const worker = async (): Promise<void> => {

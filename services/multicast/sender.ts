@@ -4,6 +4,9 @@
 // rebooted receivers NACK everything they lack and are served by the same queue. Every datagram
 // is paced by a token bucket; the rate adapts to receivers' reported socket drops, and a receiver
 // that cannot keep up is told to continue over HTTP instead of slowing the group.
+// Delta receivers declare (WANT) which chunks they still need after comparing their targets; the
+// first pass sends only chunks some receiver still needs, a receiver that has not declared counting
+// as needing everything (docs/decisions.md, "Delta inside a multicast session").
 import { createSocket, type Socket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -14,7 +17,7 @@ import { WorkerPool } from '../image/worker-pool.ts';
 import { readAhead, readFrame } from '../image/chunk-reader.ts';
 import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
 import { decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, TYPE } from './wire.ts';
-import { CONTROL, STATE, decodeNack, decodeStatus, encodeAnnounce, encodeControl, encodeEnd } from './messages.ts';
+import { CONTROL, STATE, decodeNack, decodeStatus, decodeWant, encodeAnnounce, encodeControl, encodeEnd } from './messages.ts';
 import { Pacer } from './pacer.ts';
 
 /** How many chunks verification may run ahead of the first pass (bounds the frame cache's churn). */
@@ -33,6 +36,9 @@ export const SENDER_DEFAULTS = {
   receiverTimeoutMs: 15000,
   repairHoldMs: 30, // a fragment re-sent less than this long ago is not re-sent for another NACK
   verify: true,
+  // once sending may start, wait at most this long for delta receivers still comparing their
+  // targets (only when every receiver is a delta receiver: otherwise everything is needed anyway)
+  declareWaitMs: 60000,
 };
 
 export interface SenderOptions extends Partial<typeof SENDER_DEFAULTS> {
@@ -54,18 +60,22 @@ export interface ReceiverState {
   id: number; address: string; port: number; state: 'receiving' | 'done' | 'failed' | 'unicast' | 'lost' | 'replaced';
   have: number; total: number; written: number; backlog: number; drops: number; lastSeen: number; joinedAt: number; doneAt?: number;
   nackedFrags: number; slowStrikes: number;
+  /** delta receivers: comparing (or declared, WANT not all here yet), or declared; with the declaration's figures */
+  delta?: 'comparing' | 'declared'; skippedBytes?: number; neededChunks?: number;
 }
 export interface SessionReport {
   session: number; image: string; digest: string; reason: 'complete' | 'deadline' | 'aborted';
   seconds: number; firstPassSeconds: number; chunks: number; frameBytes: number; bytesSent: number; packetsSent: number; repairPackets: number;
   extraBytesPct: number; finalRateMbit: number; receivers: ReceiverState[]; malformed: number;
+  /** first pass: chunks sent, and chunks (and their frame bytes) not sent because no receiver needed them */
+  passChunks: number; skippedChunks: number; skippedBytes: number;
 }
 
 export class MulticastSender extends EventEmitter {
   readonly session = randomInt(1, 0xffffffff);
   readonly o: typeof SENDER_DEFAULTS & SenderOptions;
   readonly receivers = new Map<number, ReceiverState>();
-  readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, malformed: 0, nacks: 0, foreign: 0 };
+  readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, malformed: 0, nacks: 0, foreign: 0, wants: 0, passChunks: 0, skippedChunks: 0, skippedBytes: 0 };
   #sock?: Socket;
   #img?: OpenImage;
   #chunks: ChunkEntry[] = [];
@@ -85,6 +95,9 @@ export class MulticastSender extends EventEmitter {
   #passSeconds: number | undefined;
   #closed = false;
   #t0 = 0;
+  #goAt?: number; // when the start rule first said go
+  #holdLogged = false;
+  #declared = new Map<number, { covered: Bits; need: Bits }>(); // WANT parts per receiver id
 
   constructor(opts: SenderOptions) {
     super();
@@ -179,9 +192,10 @@ export class MulticastSender extends EventEmitter {
       if (now - lastAnnounce >= this.o.announceMs) { lastAnnounce = now; this.#announce(); this.#expireReceivers(now); }
       if (!this.#started) {
         const joined = this.receivers.size;
-        const go = this.o.startGate
+        if (this.#goAt === undefined && (this.o.startGate
           ? joined >= 1 && this.o.startGate()
-          : joined >= this.o.minReceivers || (this.o.maxWaitMs > 0 && now - waitStart >= this.o.maxWaitMs);
+          : joined >= this.o.minReceivers || (this.o.maxWaitMs > 0 && now - waitStart >= this.o.maxWaitMs))) this.#goAt = now;
+        const go = this.#goAt !== undefined && !this.#holdForDeclarations(now);
         if (go) {
           this.#started = true;
           this.#t0 = performance.now();
@@ -210,11 +224,13 @@ export class MulticastSender extends EventEmitter {
     for (let k = 0; k < 3; k++) { this.#send(encodeEnd(this.session, reason === 'complete' ? 0 : reason === 'deadline' ? 1 : 2)); await sleep(30); }
     const seconds = (performance.now() - this.#t0) / 1000;
     const frameBytes = this.#chunks.reduce((a, c) => a + this.#frameLen(c.index), 0);
+    const due = frameBytes - this.stats.skippedBytes; // what the first pass had to send
     const report: SessionReport = {
       session: this.session, image: this.o.image, digest: img.digest, reason, seconds, firstPassSeconds: this.#passSeconds ?? seconds, chunks: this.#chunks.length, frameBytes,
       bytesSent: this.stats.bytesSent, packetsSent: this.stats.packetsSent, repairPackets: this.stats.repairPackets,
-      extraBytesPct: frameBytes ? Math.max(0, (this.stats.bytesSent - frameBytes - this.stats.packetsSent * HEADER_LENGTH) / frameBytes * 100) : 0,
+      extraBytesPct: due ? Math.max(0, (this.stats.bytesSent - due - this.stats.packetsSent * HEADER_LENGTH) / due * 100) : 0,
       finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed,
+      passChunks: this.stats.passChunks, skippedChunks: this.stats.skippedChunks, skippedBytes: this.stats.skippedBytes,
     };
     await this.close();
     await verifying;
@@ -252,11 +268,48 @@ export class MulticastSender extends EventEmitter {
       const fresh = recent ? frags.filter((k) => now - (recent[k] ?? 0) >= this.o.repairHoldMs) : frags;
       if (fresh.length) return { index, frags: fresh, repair: true };
     }
-    if (this.#pass < this.#verifiedUpTo) {
+    while (this.#pass < this.#verifiedUpTo) {
       const index = this.#pass++;
+      if (!this.#needed(index)) {
+        this.stats.skippedChunks++;
+        this.stats.skippedBytes += this.#frameLen(index);
+        continue;
+      }
+      this.stats.passChunks++;
       return { index, frags: Array.from({ length: this.#fragCount(index) }, (_, k) => k), repair: false };
     }
     return undefined;
+  }
+
+  /**
+   * The union, decided as the first pass reaches each chunk: needed unless every receiver still
+   * in the session has declared and none of them wants it. A receiver that has not declared (not
+   * a delta receiver, still comparing, its WANT lost) counts as needing everything; with no
+   * receiver left in the session, everything is sent as before.
+   */
+  #needed(index: number): boolean {
+    let any = false;
+    for (const r of this.receivers.values()) {
+      if (r.state !== 'receiving' && r.state !== 'lost') continue;
+      any = true;
+      if (r.delta !== 'declared' || this.#declared.get(r.id)?.need.has(index) !== false) return true;
+    }
+    return !any;
+  }
+
+  /**
+   * Hold the first pass while delta receivers are still comparing, but only when every receiver
+   * is one (a plain receiver needs everything: nothing to gain), and at most declareWaitMs.
+   */
+  #holdForDeclarations(now: number): boolean {
+    const rs = [...this.receivers.values()].filter((r) => r.state === 'receiving');
+    const hold = rs.length > 0 && rs.every((r) => r.delta !== undefined) && rs.some((r) => r.delta === 'comparing');
+    if (!hold || now - (this.#goAt as number) >= this.o.declareWaitMs) return false;
+    if (!this.#holdLogged) {
+      this.#holdLogged = true;
+      this.o.logger?.info({ comparing: rs.filter((r) => r.delta === 'comparing').length, maxWaitMs: this.o.declareWaitMs }, 'waiting for delta receivers to compare their targets');
+    }
+    return true;
   }
 
   async #sendSome(): Promise<boolean> {
@@ -331,6 +384,7 @@ export class MulticastSender extends EventEmitter {
         const s = decodeStatus(payload);
         const r = this.#touch(s.receiver, address, port);
         Object.assign(r, { have: s.have, total: s.total, written: s.written, backlog: s.backlog });
+        if (s.delta && r.delta === undefined) r.delta = 'comparing';
         if (s.drops > r.drops) r.drops = s.drops;
         if (s.state === STATE.DONE) {
           if (r.state !== 'done') { r.state = 'done'; r.doneAt = Date.now(); this.emit('receiver-done', r); }
@@ -341,6 +395,8 @@ export class MulticastSender extends EventEmitter {
           r.state = 'unicast';
         }
         this.emit('progress', r);
+      } else if (h.type === TYPE.WANT) {
+        this.#onWant(payload, address, port);
       } else {
         this.stats.malformed++; // a receiver never sends other types to us
       }
@@ -350,14 +406,35 @@ export class MulticastSender extends EventEmitter {
     }
   }
 
+  /** A part of a delta receiver's WANT; once all its parts are here, acknowledge (again on each repeat). */
+  #onWant(payload: Uint8Array, address: string, port: number): void {
+    const w = decodeWant(payload);
+    if (w.chunks !== this.#chunks.length) { this.stats.malformed++; return; }
+    this.stats.wants++;
+    const r = this.#touch(w.receiver, address, port);
+    if (r.delta !== 'declared') {
+      let d = this.#declared.get(r.id);
+      if (!d) { d = { covered: new Bits(w.chunks), need: new Bits(w.chunks) }; this.#declared.set(r.id, d); }
+      for (let i = w.first; i < w.first + w.count; i++) d.covered.set(i);
+      for (const i of w.needed) d.need.set(i); // parts only ever add to what is needed
+      r.delta = 'comparing';
+      if (!d.covered.full()) return;
+      Object.assign(r, { delta: 'declared', skippedBytes: w.skipped, neededChunks: d.need.count });
+      this.o.logger?.info({ receiver: r.id.toString(16), address, neededChunks: d.need.count, skippedBytes: w.skipped }, 'delta receiver declared what it needs');
+      this.emit('receiver-declared', r);
+    }
+    this.#unicastTo(r, encodeControl(this.session, { receiver: r.id, command: CONTROL.WANT_ACK }));
+  }
+
   #touch(id: number, address: string, port: number): ReceiverState {
     let r = this.receivers.get(id);
     const now = Date.now();
     if (!r) {
       // A machine that rebooted mid-session comes back with a new receiver id from the same
-      // address: the old entry will never finish, so it no longer holds the session open.
+      // address: the old entry will never finish, so it no longer holds the session open (also
+      // when it already went silent long enough to count as lost: it was not lost, it rebooted).
       for (const old of this.receivers.values()) {
-        if (old.address === address && (old.state === 'receiving' || old.state === 'unicast')) { old.state = 'replaced'; this.emit('receiver-replaced', old); }
+        if (old.address === address && (old.state === 'receiving' || old.state === 'unicast' || old.state === 'lost')) { old.state = 'replaced'; this.emit('receiver-replaced', old); }
       }
       r = { id, address, port, state: 'receiving', have: 0, total: this.#chunks.length, written: 0, backlog: 0, drops: 0, lastSeen: now, joinedAt: now, nackedFrags: 0, slowStrikes: 0 };
       this.receivers.set(id, r);

@@ -23,7 +23,7 @@ import { RackcastError } from '../errors.ts';
 export const MAGIC = 0x52434d43; // "RCMC"
 export const VERSION = 1;
 export const HEADER_LENGTH = 24;
-export const TYPE = { ANNOUNCE: 1, DATA: 2, NACK: 3, STATUS: 4, CONTROL: 5, END: 6 } as const;
+export const TYPE = { ANNOUNCE: 1, DATA: 2, NACK: 3, STATUS: 4, CONTROL: 5, END: 6, WANT: 7 } as const;
 export type MessageType = (typeof TYPE)[keyof typeof TYPE];
 const TYPES = new Set<number>(Object.values(TYPE));
 

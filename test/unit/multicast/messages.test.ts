@@ -6,7 +6,7 @@ import { isRackcastError, RackcastError, type ErrorCode } from '../../../service
 import {
   decodeAnnounce, decodeControl, decodeEnd, decodeNack, decodeStatus,
   encodeAnnounce, encodeControl, encodeEnd, encodeNack, encodeStatus,
-  CONTROL, MAX_NACK_ENTRIES, STATE,
+  CONTROL, DELTA, MAX_NACK_ENTRIES, STATE,
   type Announce, type Control, type Nack, type Status,
 } from '../../../services/multicast/messages.ts';
 import { decodeHeader, HEADER_LENGTH, TYPE, type MessageType } from '../../../services/multicast/wire.ts';
@@ -64,11 +64,14 @@ const statuses: Status[] = [
   { receiver: 0, state: STATE.DONE, have: 100, total: 100, backlog: 0, drops: 17, written: 0 },
   { receiver: 0xffffffff, state: STATE.FAILED, have: 0xffffffff, total: 0xffffffff, backlog: 0xffffffff, drops: 0xffffffff, written: Number.MAX_SAFE_INTEGER },
   { receiver: 7, state: STATE.UNICAST, have: 1, total: 2, backlog: 0, drops: 0, written: 2 ** 40 + 3 },
+  { receiver: 8, state: STATE.RECEIVING, have: 0, total: 9, backlog: 0, drops: 0, written: 0, delta: DELTA.COMPARING },
+  { receiver: 9, state: STATE.RECEIVING, have: 5, total: 9, backlog: 0, drops: 0, written: 0, delta: DELTA.COMPARED },
 ];
 
 const controls: Control[] = [
   { receiver: 9, command: CONTROL.DONE_ACK },
   { receiver: 0xffffffff, command: CONTROL.UNICAST },
+  { receiver: 3, command: CONTROL.WANT_ACK },
 ];
 
 describe('ANNOUNCE', () => {
@@ -174,6 +177,12 @@ describe('STATUS', () => {
     fails(() => decodeStatus(p), 'RC_ERR_DECODE_INVALID', HEADER_LENGTH + 4);
   });
 
+  it.each([3, 128, 255])('delta state %i is RC_ERR_DECODE_INVALID', (delta) => {
+    const p = Buffer.from(payloadOf(encodeStatus(1, statuses[0] as Status)));
+    p[5] = delta;
+    fails(() => decodeStatus(p), 'RC_ERR_DECODE_INVALID', HEADER_LENGTH + 5);
+  });
+
   it('every truncation of the payload is a decode error', () => {
     const p = payloadOf(encodeStatus(1, statuses[2] as Status));
     for (let k = 0; k < p.length; k++) decodeFails(() => decodeStatus(p.subarray(0, k)));
@@ -187,7 +196,7 @@ describe('CONTROL', () => {
     expect(both(d, TYPE.CONTROL, 0x99, decodeControl)).toEqual(c);
   });
 
-  it.each([0, 3, 255])('command %i is RC_ERR_DECODE_INVALID', (command) => {
+  it.each([0, 4, 255])('command %i is RC_ERR_DECODE_INVALID', (command) => {
     const p = Buffer.from(payloadOf(encodeControl(1, controls[0] as Control)));
     p[4] = command;
     fails(() => decodeControl(p), 'RC_ERR_DECODE_INVALID', HEADER_LENGTH + 4);
@@ -261,7 +270,7 @@ describe('seeded random input', () => {
       const len = Math.floor(next() * (next() < 0.5 ? 64 : 1500));
       const p = seededBytes(0x10000 + i, len);
       // bias small enum and count fields so the loop also reaches the success paths
-      if (len > 5 && next() < 0.5) { p[4] = Math.floor(next() * 6); p[44 % len] = Math.floor(next() * 4); }
+      if (len > 5 && next() < 0.5) { p[4] = Math.floor(next() * 6); p[5] = Math.floor(next() * 3); p[44 % len] = Math.floor(next() * 4); }
       if (len > 5 && next() < 0.3) p.writeUInt16BE(Math.floor(next() * 200), 4);
       if (len > 45 && next() < 0.5) p[45] = Math.floor(next() * (len - 47));
       if (len > 31 && next() < 0.5) p[24] = 0; // a safe bytes-written count

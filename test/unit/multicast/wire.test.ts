@@ -33,6 +33,7 @@ const samples: Header[] = [
   { type: TYPE.CONTROL, session: 0x80000000, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 8, fragSize: 0 },
   { type: TYPE.END, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 1, fragSize: 0 },
   { type: TYPE.END, session: 3, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 },
+  { type: TYPE.WANT, session: 5, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 24 + 2, fragSize: 0 },
 ];
 
 describe('multicast wire header', () => {
@@ -168,7 +169,7 @@ describe('multicast wire header', () => {
       }
     });
 
-    it.each([0, 7, 8, 128, 255])('unknown type %i', (type) => {
+    it.each([0, 8, 9, 128, 255])('unknown type %i', (type) => {
       for (const offset of [0, 3]) {
         const b = good(offset);
         b[offset + 5] = type;
@@ -220,7 +221,7 @@ describe('multicast wire header', () => {
     });
 
     it('does not apply DATA checks to other types', () => {
-      for (const type of [TYPE.ANNOUNCE, TYPE.NACK, TYPE.STATUS, TYPE.CONTROL, TYPE.END] as MessageType[]) {
+      for (const type of [TYPE.ANNOUNCE, TYPE.NACK, TYPE.STATUS, TYPE.CONTROL, TYPE.END, TYPE.WANT] as MessageType[]) {
         const h: Header = { type, session: 1, index: 9, fragIndex: 5, fragCount: 0, payloadLength: 0, fragSize: 0 };
         expect(decodeHeader(datagram(h, Buffer.alloc(0))).value).toEqual(h);
       }

@@ -121,6 +121,13 @@ describe('taskBody: the create-task form → POST /api/v1/tasks', () => {
       .toEqual({ kind: 'deploy', image: 'web-2026-11', group: 'rack3', at: '02:00', startRule: { kind: 'all' }, wol: true });
   });
 
+  it('deploy options delta and grow go in when ticked, and only for a deploy', () => {
+    const f = { image: 'web', target: 'machines' as const, machines: ['52:54:00:00:00:01'], when: 'now' as const, delta: true, grow: true };
+    expect(taskBody({ ...f, kind: 'deploy' })).toMatchObject({ delta: true, grow: true });
+    expect(taskBody({ ...f, kind: 'deploy', delta: false, grow: false })).not.toHaveProperty('delta');
+    expect(taskBody({ ...f, kind: 'capture' })).not.toHaveProperty('grow');
+  });
+
   it('machines, cron, grace and retries; deadline in ISO', () => {
     expect(taskBody({ kind: 'deploy', image: 'web', target: 'machines', machines: ['52:54:00:00:00:01', '52:54:00:00:00:02'], when: 'cron', cron: '0 2 * * 1-5', rule: 'grace', grace: '300', retries: '2' }))
       .toEqual({ kind: 'deploy', image: 'web', machines: ['52:54:00:00:00:01', '52:54:00:00:00:02'], cron: '0 2 * * 1-5', startRule: { kind: 'grace', seconds: 300 }, retries: 2 });
