@@ -10,6 +10,13 @@ import type { Assignment } from '../store/db.ts';
 
 export interface BootArtifacts { kernel: string; initrds: string[] }
 export const DEFAULT_ARTIFACTS: BootArtifacts = { kernel: 'vmlinuz', initrds: ['initrd.zst', 'client.cpio.zst'] };
+/** The filesystem tools (boot-env/build/fstools.ts): a third initrd for deploys that grow a partition. */
+export const FSTOOLS_INITRD = 'fstools.cpio.zst';
+
+/** The artifacts plus the filesystem tools when the task grows partitions and the build made them. */
+export function withFsTools(art: BootArtifacts, grow: boolean, built: boolean): BootArtifacts {
+  return grow && built ? { ...art, initrds: [...art.initrds, FSTOOLS_INITRD] } : art;
+}
 
 export function localDiskScript(mac: string, reason: string): string {
   return `#!ipxe

@@ -2,10 +2,11 @@
 // data plane (manifest, signature, chunks — what receivers fetch), a health check, the client API,
 // and the control plane (appliance/api: REST API, events stream, reports, metrics, OpenAPI).
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { imageFile } from '../../services/multicast/http-source.ts';
 import type { ImageStore } from '../../services/image/store.ts';
-import { environmentScript, localDiskScript, DEFAULT_ARTIFACTS, type BootArtifacts } from '../boot/script.ts';
+import { environmentScript, localDiskScript, withFsTools, DEFAULT_ARTIFACTS, FSTOOLS_INITRD, type BootArtifacts } from '../boot/script.ts';
 import { normalizeMac, type Store } from '../store/db.ts';
 import { sendFile } from './files.ts';
 import { mountClientApi } from './client-api.ts';
@@ -61,7 +62,10 @@ export function buildApp(o: AppOptions): FastifyInstance {
     if (a.state === 'pending') o.store.setMachineState(a.taskId, mac, 'booting');
     // a disk pinned by serial or WWN (machine or group setting) overrides the client's own choice
     const pins = [boot.diskSerial ? `rackcast.disk-serial=${boot.diskSerial}` : '', boot.diskWwn ? `rackcast.disk-wwn=${boot.diskWwn}` : ''].filter(Boolean).join(' ');
-    return environmentScript(o.baseUrl, mac, a, o.artifacts ?? DEFAULT_ARTIFACTS, pins);
+    // a deploy that grows the last partition also needs e2fsck/resize2fs/ntfsresize/losetup
+    const grow = a.kind === 'deploy' && o.store.task(a.taskId)?.grow === true;
+    const art = withFsTools(o.artifacts ?? DEFAULT_ARTIFACTS, grow, existsSync(join(o.dataDir, 'boot', FSTOOLS_INITRD)));
+    return environmentScript(o.baseUrl, mac, a, art, pins);
   });
 
   const files = (dir: string, type: string) => async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {

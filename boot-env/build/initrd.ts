@@ -17,10 +17,10 @@ import { BuildError, run, sha256File } from './run.ts';
 export interface Archive { path: string; bytes: number; cpioBytes: number; entries: number; sha256: string; cpioSha256: string; cached: boolean; seconds: number }
 
 /** Files must appear at most once across the two archives (directories may repeat). */
-export function checkNoOverlap(base: Entry[], client: Entry[]): void {
+export function checkNoOverlap(base: Entry[], client: Entry[], name = 'client'): void {
   const a = nonDirPaths(base);
   const clash = [...nonDirPaths(client)].filter((p) => a.has(p));
-  if (clash.length) throw new BuildError(`the client archive would replace files of the base archive: ${clash.join(', ')}`);
+  if (clash.length) throw new BuildError(`the ${name} archive would replace files of the archives before it: ${clash.join(', ')}`);
 }
 
 /** Copy to a temp name and rename, so a reader (the appliance serving /boot) never sees half a file. */

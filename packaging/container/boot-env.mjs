@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 // the kernel after its modules' archive, the description last: a half-done copy never pairs a
 // new kernel with an old initrd under a description that claims otherwise
-export const FILES = ['initrd.zst', 'client.cpio.zst', 'vmlinuz', 'boot-env.json'];
+export const FILES = ['initrd.zst', 'client.cpio.zst', 'fstools.cpio.zst', 'vmlinuz', 'boot-env.json'];
 export const MARKER = '.installed-from-image';
 
 /** --data DIR / --data-dir DIR / --store DIR (or =DIR), else $RACKCAST_DATA_DIR, else the default. */

@@ -13,6 +13,7 @@ import { accessSync, closeSync, constants, existsSync, mkdtempSync, openSync, re
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { DISK_SIZE, selftestDisk } from '../../../boot-env/client/selftest.ts';
+import { FSTOOLS_INITRD } from '../../../appliance/boot/script.ts';
 
 const REPO = resolve('.');
 /** The pinned Node 24 (the build script is TypeScript run by Node's type stripping). */
@@ -49,9 +50,13 @@ let work: string;
 let boot: string;
 let initrd: string;
 
-/** Kernel + both initrds concatenated (each padded to 4 bytes, as iPXE does): QEMU takes one -initrd. */
+/**
+ * Kernel + the initrds concatenated (each padded to 4 bytes, as iPXE does): QEMU takes one -initrd.
+ * The filesystem-tools archive goes last when the build made it, as for a deploy that grows.
+ */
 function concatInitrds(dir: string, out: string): void {
-  const parts = ['initrd.zst', 'client.cpio.zst'].map((f) => readFileSync(join(dir, f)));
+  const names = ['initrd.zst', 'client.cpio.zst', ...(existsSync(join(dir, FSTOOLS_INITRD)) ? [FSTOOLS_INITRD] : [])];
+  const parts = names.map((f) => readFileSync(join(dir, f)));
   const padded = parts.flatMap((p) => [p, Buffer.alloc((4 - (p.length % 4)) % 4)]);
   writeFileSync(out, Buffer.concat(padded));
 }
@@ -136,15 +141,25 @@ d('boot environment in QEMU (TCG)', () => {
     expect(createHash('sha256').update(readHead(disk, DISK_SIZE)).digest('hex')).toBe(want);
   }, BOOT_TIMEOUT_MS + 30_000);
 
-  it('on failure prints the reason and leaves a shell on the console, never reboots', async () => {
+  it('on failure prints the reason and leaves a shell on the console, never reboots; the filesystem tools run there', async () => {
     const disk = join(work, 'disk2.raw');
     writeFileSync(disk, Buffer.alloc(1 << 20));
+    const tools = existsSync(join(boot, FSTOOLS_INITRD));
+    // what a deploy with grow needs (services/image/fs/resize.ts): util-linux losetup with offset
+    // and size limit on the loop module, and e2fsck, resize2fs, ntfsresize finding their libraries.
+    // Full paths: busybox's shell runs its own losetup applet first; the client's spawn() searches
+    // PATH, where /usr/sbin comes before busybox's /sbin.
+    const toolCheck = 'cd /usr/sbin; dd if=/dev/zero of=/tmp/f bs=1M count=4 2>/dev/null; d=$(./losetup --find --show --offset 1048576 --sizelimit 2097152 /tmp/f)'
+      + ' && [ "$(blockdev --getsize64 "$d")" = 2097152 ] && ./losetup --detach "$d" && ./e2fsck -V 2>&1 | grep -q "^e2fsck 1"'
+      + ' && ./resize2fs 2>&1 | grep -q "^resize2fs 1" && ./ntfsresize --version 2>&1 | grep -q "^ntfsresize v" && echo TOOLS-$((6*7))\n';
     let phase = 0;
     const r = await qemu('console=ttyS0 rackcast.mode=bogus quiet', disk, (line, send) => {
       if (phase === 0 && line.includes('dropping to a shell')) { phase = 1; setTimeout(() => send('echo RESCUE-$((6*7))\n'), 1500); }
-      if (phase === 1 && line.includes('RESCUE-42')) { phase = 2; send('poweroff -f\n'); }
+      if (phase === 1 && line.includes('RESCUE-42')) { phase = 2; send(tools ? toolCheck : 'poweroff -f\n'); }
+      if (phase === 2 && line.includes('TOOLS-42')) { phase = 3; send('poweroff -f\n'); }
     });
     if (phase < 2) throw new Error(`no working rescue shell (${r.killed ?? `exit ${r.code}`}); serial console:\n${r.out.slice(-4000)}`);
+    if (tools && phase < 3) throw new Error(`the filesystem tools did not run in the boot environment; serial console:\n${r.out.slice(-4000)}`);
     expect(r.out).toMatch(/rackcast\.mode=bogus is not one of/);
     expect(r.out).toMatch(/FAILED: the client exited with status 2/);
     expect(r.out).toMatch(/---- last lines of \/run\/rackcast\/client.log ----/);

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { normalize, writeCpio, type Entry } from '../../../boot-env/build/cpio.ts';
-import { loadOrder, moduleName, parseModulesDep } from '../../../boot-env/build/modules.ts';
+import { loadOrder, moduleName, parseModulesDep, trimAliases } from '../../../boot-env/build/modules.ts';
 import { cmdlineSettings, loadConfig, splitCmdline } from '../../../boot-env/client/config.ts';
 import { collectInventory, formatInventory } from '../../../boot-env/client/inventory.ts';
 
@@ -97,6 +97,27 @@ describe('module load order', () => {
   it('detects a dependency loop', () => {
     const loop = parseModulesDep('a.ko: b.ko\nb.ko: a.ko\n');
     expect(() => loadOrder(['a'], loop, new Set())).toThrow(/loop/);
+  });
+
+  it('keeps only the aliases of the shipped modules (names normalized like the kernel does)', () => {
+    const text = [
+      '# Aliases extracted from modules themselves.',
+      'alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci',
+      'alias virtio:d00000001v* virtio_net',
+      'alias pci:v000014E4d0000165Fsv*sd*bc*sc*i* tg3',
+      'alias scsi:t-0x00* sd_mod',
+      'alias pci:v00001000d00000097sv*sd*bc*sc*i* mpt3sas',
+      'alias usb:v0BDAp8153d*dc*dsc*dp*ic*isc*ip*in* r8152',
+      'alias fs-crc-t10dif crc-t10dif',
+      'alias broken',
+      '',
+    ].join('\n');
+    expect(trimAliases(text, new Set(['virtio_pci', 'virtio_net', 'sd_mod', 'crc_t10dif']))).toEqual([
+      'alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci',
+      'alias virtio:d00000001v* virtio_net',
+      'alias scsi:t-0x00* sd_mod',
+      'alias fs-crc-t10dif crc-t10dif',
+    ]);
   });
 });
 

@@ -179,6 +179,8 @@ d('network-booted machines: capture one over the network, multicast-deploy it to
       expect(await exited([vm])).toBe(true);
       expect(vm.serial).toMatch(/RACKCAST-CAPTURE-OK/);
       expect(vm.serial).toMatch(/client finished: rebooting/);
+      // /init found the virtio NIC and disk by modalias, without its load-everything fallback
+      expect(vm.serial).not.toMatch(/loading every module/);
     } finally {
       await vm.kill();
     }
@@ -220,6 +222,7 @@ d('network-booted machines: capture one over the network, multicast-deploy it to
       for (const v of vms) {
         expect(v.serial).toMatch(/RACKCAST-DEPLOY-OK/);
         expect(v.serial).toMatch(/client finished: rebooting/);
+        expect(v.serial).not.toMatch(/loading every module/);
       }
     } finally {
       await Promise.all(vms.map((v) => v.kill()));

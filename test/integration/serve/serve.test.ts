@@ -32,6 +32,7 @@ beforeAll(async () => {
   await captureImage({ store: ImageStore.open(data), source: disk, name: 'web', blockSize: 1 << 20 });
   mkdirSync(join(data, 'boot'), { recursive: true });
   writeFileSync(join(data, 'boot', 'vmlinuz'), prng(9, 300000));
+  writeFileSync(join(data, 'boot', 'fstools.cpio.zst'), prng(10, 1000)); // only deploys with grow load it
   lab = new Lab({ hosts: 2 });
   const srv = lab.spawn(0, process.execPath, [BIN, 'serve', '--address', '10.77.0.1', '--dhcp', 'full', '--subnet', '10.77.0.0/24',
     '--range', '10.77.0.100-10.77.0.150', '--data', data, '--http-port', '8080']);
@@ -84,6 +85,7 @@ d('rackcast serve', () => {
     expect(boot).toContain('kernel http://10.77.0.1:8080/boot/files/vmlinuz initrd=initrd.zst initrd=client.cpio.zst');
     expect(boot).toMatch(/rackcast\.token=[0-9a-f]{48} rackcast\.mode=deploy/);
     expect(boot).toContain('initrd http://10.77.0.1:8080/boot/files/client.cpio.zst');
+    expect(boot).not.toContain('fstools');
     const tasks = JSON.parse(execFileSync(process.execPath, [BIN, 'task', 'list', '--json', '--data-dir', data], { encoding: 'utf8' })) as { machines: { state: string }[] }[];
     expect(tasks[0]?.machines[0]?.state).toBe('booting');
     const machines = execFileSync(process.execPath, [BIN, 'machine', 'list', '--data-dir', data], { encoding: 'utf8' });
