@@ -84,6 +84,18 @@ export function makeGptDisk(work: string, tree: string, size = 128 * MiB): TestD
   return { path, size, parts };
 }
 
+/** GPT disk the way installers lay it out: FAT32 "esp" first, ext4 "root" last (a disk to grow). */
+export function makeRootLastGptDisk(work: string, tree: string, size = 96 * MiB): TestDisk {
+  const path = join(work, 'gpt-root-last.img');
+  sh('truncate', ['-s', String(size), path]);
+  const parts: PartSpec[] = [{ start: 1 * MiB, size: 33 * MiB, fs: 'vfat' }, { start: 34 * MiB, size: 48 * MiB, fs: 'ext4' }];
+  sh('sfdisk', ['-q', path], `label: gpt\n` +
+    `start=${parts[0]!.start / 512}, size=${parts[0]!.size / 512}, type=U, name=esp\n` +
+    `start=${parts[1]!.start / 512}, size=${parts[1]!.size / 512}, type=L, name=root\n`);
+  parts.forEach((p, i) => copyInto(makeFs(work, p, tree, i), path, p.start));
+  return { path, size, parts };
+}
+
 /** MBR disk: bootable ext4 primary, and an extended partition holding one FAT32 logical. */
 export function makeMbrDisk(work: string, tree: string, size = 112 * MiB): TestDisk {
   const path = join(work, 'mbr.img');
