@@ -5,6 +5,7 @@ const BENCHES: Record<string, string> = {
   image: 'rackcast capture/restore of a 1 GiB GPT+ext4 disk vs zstd -T2, zstd -d and partclone|zstd',
   zstd: 'node:zlib zstd vs zstd-napi vs the zstd CLI on 1 MiB blocks of /usr',
   tftp: 'rackcast TftpServer vs tftpd-hpa (atftp, curl) on a namespace lab: [MiB] [runs]',
+  'tftp-floor': 'lock-step TFTP: rackcast vs tftpd-hpa vs a minimal Node server (the node:dgram floor): [MiB] [runs]',
   multicast: 'rackcast vs udpcast on a namespace lab: --receivers N --loss PCT --rate MBIT [--slow MIBPS] [--json]',
 };
 

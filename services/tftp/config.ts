@@ -84,8 +84,11 @@ export type TftpConfig = Readonly<TftpTunables & { root: string; address: string
 
 const silent: TftpLogger = { info() {}, warn() {}, debug() {} };
 
+// `performance` is a lazily defined global getter: resolved once here, not on every ACK.
+const perf = performance;
+
 export const systemClock: TftpClock = {
-  now: () => performance.now(),
+  now: () => perf.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
 };

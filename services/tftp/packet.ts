@@ -205,10 +205,9 @@ export function encode(p: TftpPacket): Buffer {
   return out;
 }
 
-/** The 4-byte DATA header for wire block `block` (the hot path sends [header, payload] unjoined). */
-export function encodeDataHeader(block: number): Buffer {
-  const h = Buffer.allocUnsafe(4);
-  h.writeUInt16BE(OPCODE.DATA, 0);
-  h.writeUInt16BE(block & 0xffff, 2);
-  return h;
+/** Writes the 4-byte DATA header for block `block` (wire number mod 65536) into `into` at `at`. */
+export function encodeDataHeader(block: number, into: Buffer = Buffer.allocUnsafe(4), at = 0): Buffer {
+  into.writeUInt16BE(OPCODE.DATA, at);
+  into.writeUInt16BE(block & 0xffff, at + 2);
+  return into;
 }

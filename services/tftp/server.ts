@@ -68,10 +68,7 @@ export class TftpServer {
     socket.on('message', (msg, rinfo) => {
       try { this.#onRequest(msg, rinfo); } catch (e) { this.#log.warn({ client: rinfo.address, err: (e as Error).message }, 'tftp: request dropped'); }
     });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind({ address, port, exclusive: true }, () => { socket.off('error', reject); resolve(); });
-    });
+    await bind(socket, address, port);
     socket.on('error', (e) => this.#log.warn({ err: e.message }, 'tftp: request socket error'));
     const a = socket.address();
     this.#log.info({ address: a.address, port: a.port, root: this.#root }, 'tftp: listening');
@@ -89,9 +86,10 @@ export class TftpServer {
     return this.#closing;
   }
 
-  // Peers are always IP literals (rinfo.address): a synchronous lookup spares every send a tick.
+  // Peers are always IP literals of the socket's family (rinfo.address): a synchronous lookup that
+  // returns them as they are spares every send a tick and a parse.
   #newSocket(): Socket {
-    const lookup = (address: string, family: unknown, cb: (err: null, address: string, family: number) => void): void => cb(null, address, isIPv6(address) ? 6 : 4);
+    const lookup = (address: string, family: number, cb: (err: null, address: string, family: number) => void): void => cb(null, address, family);
     return createSocket({ type: isIPv6(this.config.address) ? 'udp6' : 'udp4', lookup: lookup as never });
   }
 
@@ -143,10 +141,7 @@ export class TftpServer {
     const socket = this.#newSocket();
     socket.on('error', (e) => this.#log.warn({ client: rinfo.address, err: e.message }, 'tftp: transfer socket error'));
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once('error', reject);
-        socket.bind({ address: this.config.address, port: 0, exclusive: true }, () => { socket.off('error', reject); resolve(); });
-      });
+      await bind(socket, this.config.address, 0);
       if (this.#closing) throw new Error('server closing');
     } catch (e) {
       try { socket.close(); } catch { /* not bound */ }
@@ -194,4 +189,12 @@ export class TftpServer {
       if (err) this.#log.debug({ client: rinfo.address, err: err.message }, 'tftp: send failed');
     });
   }
+}
+
+/** Binds a socket; a bind error rejects instead of reaching the socket's 'error' listeners. */
+function bind(socket: Socket, address: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind({ address, port, exclusive: true }, () => { socket.off('error', reject); resolve(); });
+  });
 }

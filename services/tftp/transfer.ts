@@ -74,7 +74,7 @@ export class Transfer {
       this.#sendOack();
     } else {
       this.#phase = 'data';
-      this.#sendWindow(1);
+      this.#sendWindow(1, this.#c.clock.now());
     }
   }
 
@@ -107,7 +107,7 @@ export class Transfer {
       if (this.#probe === 0) this.#sample(now - this.#probeAt);
       this.#phase = 'data';
       this.#retries = 0;
-      this.#sendWindow(1);
+      this.#sendWindow(1, now);
       return;
     }
     if (this.#phase !== 'data') return;
@@ -118,7 +118,7 @@ export class Transfer {
     this.#retries = 0;
     this.#c.reader.release(n + 1);
     if (n === this.#c.reader.blocks) this.#end('completed');
-    else this.#sendWindow(n + 1); // n < last sent: the client saw a gap, restart there (RFC 7440 §4)
+    else this.#sendWindow(n + 1, now); // n < last sent: the client saw a gap, restart there (RFC 7440 §4)
   }
 
   #onClientError(code: number, message: string): void {
@@ -130,28 +130,30 @@ export class Transfer {
   }
 
   #sendOack(): void {
+    const now = this.#c.clock.now();
     this.#send(encode({ type: 'oack', options: this.#c.negotiated.oack! }));
-    if (this.#retries === 0) { this.#probe = 0; this.#probeAt = this.#c.clock.now(); } else {
+    if (this.#retries === 0) { this.#probe = 0; this.#probeAt = now; } else {
       this.#probe = -1;
       this.#c.stats.retransmits++;
       this.#retransmits++;
     }
-    this.#arm();
+    this.#arm(now);
   }
 
-  #sendWindow(from: number): void {
+  /** Sends blocks from.. (one window) now if they are in memory, else once the disk delivers. */
+  #sendWindow(from: number, now: number): void {
     const { reader } = this.#c;
     const to = Math.min(from + this.#c.negotiated.windowsize - 1, reader.blocks);
     const gen = ++this.#gen;
-    if (reader.ready(from, to)) { this.#sendRange(from, to); return; }
+    if (reader.ready(from, to)) { this.#sendRange(from, to, now); return; }
     this.#deadline = Infinity; // no retransmission while the disk has not delivered
     reader.load(from, to).then(
-      () => { if (gen === this.#gen && this.#phase === 'data') this.#sendRange(from, to); },
+      () => { if (gen === this.#gen && this.#phase === 'data') this.#sendRange(from, to, this.#c.clock.now()); },
       (e: Error) => { if (this.#phase !== 'done') this.#fail(`read error: ${e.message}`); },
     );
   }
 
-  #sendRange(from: number, to: number): void {
+  #sendRange(from: number, to: number, now: number): void {
     const { reader, stats, socket, peer } = this.#c;
     for (let n = from; n <= to; n++) {
       const packet = reader.packet(n)!;
@@ -159,9 +161,9 @@ export class Transfer {
       stats.bytesSent += packet.length - 4;
       if (n <= this.#highest) { stats.retransmits++; this.#retransmits++; }
     }
-    if (to > this.#highest) { this.#highest = to; this.#probe = to; this.#probeAt = this.#c.clock.now(); } else this.#probe = -1;
+    if (to > this.#highest) { this.#highest = to; this.#probe = to; this.#probeAt = now; } else this.#probe = -1;
     this.#sent = to;
-    this.#arm();
+    this.#arm(now);
     if (to < reader.blocks) reader.prefetch(to + reader.segmentBlocks); // read ahead; errors resurface on use
   }
 
@@ -186,12 +188,13 @@ export class Transfer {
     const { config, negotiated } = this.#c;
     const ceiling = negotiated.timeoutMs ?? config.timeoutMs;
     const base = this.#srtt === undefined ? ceiling : Math.min(Math.max(this.#srtt + 4 * this.#rttvar, config.minTimeoutMs), ceiling);
+    if (this.#retries === 0) return base; // base ≤ ceiling ≤ cap
     const cap = Math.max(config.maxTimeoutMs, ceiling);
     return this.#retries >= QUICK_RETRIES ? cap : Math.min(base * 2 ** this.#retries, cap);
   }
 
-  #arm(): void {
-    this.#deadline = this.#c.clock.now() + this.rto;
+  #arm(now: number): void {
+    this.#deadline = now + this.rto;
     if (this.#timer === undefined || this.#deadline < this.#timerAt) this.#schedule(this.#deadline);
   }
 
@@ -211,7 +214,7 @@ export class Transfer {
     if (++this.#retries > this.#c.config.maxRetries) { this.#fail(`timed out after ${this.#c.config.maxRetries} retransmissions`); return; }
     this.#c.logger.debug({ client: this.peer.address, file: this.#c.filename, block: this.#acked + 1, retry: this.#retries }, 'tftp: timeout, retransmitting');
     if (this.#phase === 'oack') this.#sendOack();
-    else this.#sendWindow(this.#acked + 1);
+    else this.#sendWindow(this.#acked + 1, this.#c.clock.now());
   };
 
   #fail(reason: string): void {

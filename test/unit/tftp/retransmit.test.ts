@@ -169,7 +169,9 @@ describe('TFTP retransmission (fake clock)', () => {
     const stranger = await TestClient.open();
     try {
       stranger.send({ type: 'ack', block: 1 }, tid);
-      expect((await stranger.next()).packet).toMatchObject({ type: 'error', code: 5 });
+      const reply = await stranger.next();
+      expect(reply.packet).toMatchObject({ type: 'error', code: 5 });
+      expect(reply.rinfo.port).toBe(tid); // from the transfer's own port
       stranger.send({ type: 'error', code: 5, message: 'x' }, tid); // never answer an ERROR
       await until(() => server.stats.unknownTid === 2, 'the second stray datagram');
       c.send({ type: 'ack', block: 1 }, tid);

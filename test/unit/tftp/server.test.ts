@@ -98,6 +98,18 @@ describe('TftpServer transfers', () => {
     expect(r.wireBlocks.slice(65_533, 65_538)).toEqual([65_534, 65_535, 0, 1, 2]);
   }, 60_000);
 
+  it('read-ahead segments of more blocks than one readv takes (IOV_MAX 1024) are read whole', async () => {
+    // 1 MiB at 512-byte blocks: 2048 payload slots per segment, read in several calls
+    const wide = new TftpServer({ root: root.dir, address: '127.0.0.1', port: 0, clock: new FakeClock(), readAheadBytes: 1 << 20 });
+    try {
+      const r = await fetchFile((await wide.listen()).port, 'big.bin');
+      expect(r.wireBlocks.length).toBe(Math.floor((3 << 20) / 512) + 1);
+      expect(sha(r.data)).toBe(sha(files.get('big.bin')!));
+    } finally {
+      await wide.close();
+    }
+  });
+
   it('many transfers at once, each bit-exact', async () => {
     const names = [...files.keys()];
     const runs = Array.from({ length: 24 }, (_, i) => {
