@@ -1,7 +1,9 @@
 // Hostile peer for tests: listens for the session's ANNOUNCE, then sends forged DATA datagrams
 // with VALID headers for that session (right magic, version, session id, plausible index,
-// fragment fields) and random payloads into the group. Bounded: argv[4] datagrams at most,
-// argv[5] seconds at most. Usage: node inject.ts IFADDR GROUP PORT COUNT SECONDS
+// fragment fields) and random payloads into the group. Bounded: argv[4] datagrams at most, for
+// argv[5] seconds from the first ANNOUNCE (a loaded machine may take seconds to start the
+// sender), and it gives up WAIT_S after starting if no ANNOUNCE came.
+// Usage: node inject.ts IFADDR GROUP PORT COUNT SECONDS
 import { createSocket } from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
 import { decodeHeader, encodeHeader, HEADER_LENGTH, TYPE } from '../../../services/multicast/wire.ts';
@@ -9,7 +11,8 @@ import { decodeAnnounce } from '../../../services/multicast/messages.ts';
 
 const [ifaddr, group, portS, countS, secondsS] = process.argv.slice(2) as [string, string, string, string, string];
 const port = Number(portS);
-const deadline = Date.now() + Number(secondsS) * 1000;
+const WAIT_S = 60;
+let deadline = Infinity;
 const listen = createSocket({ type: 'udp4', reuseAddr: true });
 const send = createSocket('udp4');
 let session: number | undefined;
@@ -22,6 +25,7 @@ listen.on('message', (msg) => {
     if (h.type === TYPE.ANNOUNCE && session === undefined) {
       session = h.session;
       chunks = decodeAnnounce(msg.subarray(HEADER_LENGTH)).chunks;
+      deadline = Date.now() + Number(secondsS) * 1000;
       void blast();
     }
   } catch { /* not ours */ }
@@ -49,4 +53,4 @@ async function blast(): Promise<void> {
   send.close();
 }
 
-setTimeout(() => { process.stdout.write(`${JSON.stringify({ sent, session })}\n`); process.exit(0); }, Number(secondsS) * 1000 + 5000).unref();
+setTimeout(() => { process.stdout.write(`${JSON.stringify({ sent, session })}\n`); process.exit(0); }, (WAIT_S + Number(secondsS)) * 1000 + 5000).unref();
