@@ -2,24 +2,25 @@
 // 1 GiB file with a GPT and one ext4 partition (1 MiB to the end) holding ~600 MB copied from /usr.
 //   rivals: zstd -3 -T2 of the raw disk (capture) and zstd -d of that (restore);
 //           partclone.ext4 -c | zstd -3 -T2 (capture; reads only the filesystem's used blocks).
+// rackcast capture is captureImage into an ImageStore, what `rackcast image capture` runs: it plans
+// the disk with services/image/fs (partition table, ext4 block bitmaps) and reads only the used
+// 4 MiB blocks; unused and all-zero blocks become holes.
 // Every timed step starts cold (sync + drop_caches) and ends with its output on stable storage:
 // rackcast syncs its store / fsyncs its target itself, so the rivals get `sync FILE` in their step.
 // Second part, "used blocks" (issue 7): the same files on ext4, FAT32 and NTFS filesystems made in
-// this run; rackcast reading only the blocks services/image/fs says are used (4 MiB blocks, the
-// capture's worker pool: zero test, SHA-256, zstd -3, chunk files) against
-// `partclone.<fs> -c | zstd -3 -T2`, side by side. Capture itself does not plan used blocks yet;
-// this part drives the same workers directly and says so.
+// this run (bare filesystem images, which capture plans as one whole-disk filesystem); captureImage
+// into a fresh store against `partclone.<fs> -c | zstd -3 -T2`, side by side, alternating, each
+// step cold. The image's used bytes (its manifest's usedBlocks) are compared with partclone's
+// "Space in use"; the first repetition's image is restored (untimed) and compared with the source.
+// Prints best and median of --repeat runs and the load average before and after each part: on a
+// shared machine the times are only as good as the load lets them be.
 // Usage: node scripts/bench.ts image [--fill-mb 600] [--repeat 1] [--json FILE] [--used-only]
 import { parseArgs } from 'node:util';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { open } from 'node:fs/promises';
-import { ImageStore, STORE_DEFAULTS, captureImage, restoreImage } from '../../services/image/index.ts';
+import { ImageStore, captureImage, restoreImage } from '../../services/image/index.ts';
 import { ZSTD_VERSION } from '../../services/image/zstd.ts';
-import { WorkerPool } from '../../services/image/worker-pool.ts';
-import { readAhead } from '../../services/image/chunk-reader.ts';
-import { allocationFor, type Allocation } from '../../services/image/fs/index.ts';
 import { MB, dropCaches, mb, printTable, q, rate, run, sh, stageFiles, timed } from './lib.ts';
 
 const DISK_BYTES = 1 << 30;
@@ -67,13 +68,22 @@ async function buildDisk(): Promise<{ files: number; staged: number; fsUsed: num
 interface Contender { key: string; label: string; kind: 'capture' | 'restore'; runs: number[]; read: number; output?: number; note: string }
 const C: Record<string, Contender> = {};
 const add = (key: string, label: string, kind: Contender['kind'], note: string): void => { C[key] = { key, label, kind, runs: [], read: 0, note }; };
-add('rc', 'rackcast capture', 'capture', 'reads the whole disk, zero blocks become holes');
+add('rc', 'rackcast capture', 'capture', 'plans used blocks (GPT, ext4 bitmaps), reads only those; unused and zero blocks become holes');
 add('zc', 'zstd -3 -T2 disk.img', 'capture', 'raw disk, one stream');
 add('pc', 'partclone.ext4 | zstd -3 -T2', 'capture', 'ext4 partition only, reads used blocks only');
 add('rr', 'rackcast restore', 'restore', 'pre-verify pass reads+hashes every chunk first');
 add('rn', 'rackcast restore --no-preverify', 'restore', 'single pass');
 add('zd', 'zstd -d disk.img.zst', 'restore', 'sparse output');
 const best = (k: string): number => Math.min(...(C[k] as Contender).runs);
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+const med = (k: string): number => median((C[k] as Contender).runs);
+/** The 1, 5 and 15 minute load averages, for the record: other work on the machine skews times. */
+const load = (): number[] => loadavg().map((x) => Math.round(x * 100) / 100);
+const loadText = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
 let allCold = true;
 
 async function step(key: string, rep: number, fn: () => Promise<unknown>): Promise<void> {
@@ -90,13 +100,16 @@ async function identical(a: string, b: string): Promise<boolean> {
 /** Part one: the whole 1 GiB disk, capture and restore, against zstd and partclone|zstd. */
 async function diskPart(d: Awaited<ReturnType<typeof buildDisk>>, nproc: string, zstdCli: string): Promise<Record<string, unknown>> {
   const same: Record<string, boolean> = {};
-  let rcImage = { storedBytes: 0, manifestBytes: 0, chunks: 0 };
+  let rcImage = { storedBytes: 0, manifestBytes: 0, chunks: 0, readBytes: DISK_BYTES };
+  const loadBefore = load();
+  console.log(`\n== whole disk: capture and restore (load average ${loadText(loadBefore)}) …`);
   for (let r = 0; r < repeat; r++) {
     rmSync(p.store, { recursive: true, force: true }); // a fresh store each time: no chunk reuse
     const store = ImageStore.open(p.store);
     await step('rc', r, () => captureImage({ store, source: p.disk, name: 'bench' }));
-    const sum = store.summary('bench');
-    rcImage = { storedBytes: sum.storedBytes, manifestBytes: store.open('bench').bytes.length, chunks: sum.uniqueChunks };
+    const img = store.open('bench');
+    const sum = store.summary('bench', img);
+    rcImage = { storedBytes: sum.storedBytes, manifestBytes: img.bytes.length, chunks: sum.uniqueChunks, readBytes: img.manifest.usedBlocks?.readBytes ?? DISK_BYTES };
     for (const [key, preverify] of [['rr', true], ['rn', false]] as const) {
       rmSync(p.out, { force: true });
       await step(key, r, () => restoreImage({ store, name: 'bench', target: p.out, preverify }));
@@ -109,23 +122,25 @@ async function diskPart(d: Awaited<ReturnType<typeof buildDisk>>, nproc: string,
     rmSync(p.out, { force: true });
     await step('pc', r, () => sh(`partclone.ext4 -c -s ${q(p.fs)} -o - -L ${q(p.log)} 2>/dev/null | zstd -3 -T2 -q -f -o ${q(p.pcl)} && sync ${q(p.pcl)}`));
   }
+  const loadAfter = load();
   const zstdSize = size(p.zst);
-  Object.assign(C.rc as Contender, { read: DISK_BYTES, output: rcImage.storedBytes });
+  Object.assign(C.rc as Contender, { read: rcImage.readBytes, output: rcImage.storedBytes });
   Object.assign(C.zc as Contender, { read: DISK_BYTES, output: zstdSize });
   Object.assign(C.pc as Contender, { read: d.fsUsed, output: size(p.pcl) });
   Object.assign(C.rr as Contender, { read: 2 * rcImage.storedBytes });
   Object.assign(C.rn as Contender, { read: rcImage.storedBytes });
   Object.assign(C.zd as Contender, { read: zstdSize });
 
-  console.log(`\nbest of ${repeat}; MB = 10^6 bytes; disk MB/s = the 1 GiB disk (${DISK_BYTES} bytes) / seconds for every contender;`);
+  console.log(`\nload average before ${loadText(loadBefore)}, after ${loadText(loadAfter)} (1, 5, 15 min; nproc ${nproc})`);
+  console.log(`best of ${repeat} (and median); MB = 10^6 bytes; disk MB/s = the 1 GiB disk (${DISK_BYTES} bytes) / seconds for every contender;`);
   console.log('read MB = data the contender actually reads (restore with pre-verify reads each chunk twice, the 2nd time mostly from cache)');
-  const rows = [['contender', 'seconds', 'disk MB/s', 'read MB', 'read MB/s', 'size MB', 'note']];
+  const rows = [['contender', 'seconds', 'median s', 'disk MB/s', 'read MB', 'read MB/s', 'size MB', 'note']];
   for (const c of Object.values(C)) {
-    rows.push([c.label, best(c.key).toFixed(2), rate(DISK_BYTES, best(c.key)), mb(c.read), rate(c.read, best(c.key)),
+    rows.push([c.label, best(c.key).toFixed(2), med(c.key).toFixed(2), rate(DISK_BYTES, best(c.key)), mb(c.read), rate(c.read, best(c.key)),
       c.output === undefined ? '-' : mb(c.output), c.note]);
   }
   printTable(rows);
-  console.log(`rackcast image: ${rcImage.chunks} chunks, ${mb(rcImage.storedBytes)} MB of chunk files (+ ${(rcImage.manifestBytes / 1024).toFixed(0)} KiB manifest, not counted)`);
+  console.log(`rackcast image: read ${mb(rcImage.readBytes)} MB of the disk (its plan), ${rcImage.chunks} chunks, ${mb(rcImage.storedBytes)} MB of chunk files (+ ${(rcImage.manifestBytes / 1024).toFixed(0)} KiB manifest, not counted)`);
 
   const ratio = (a: string, b: string): number => best(b) / best(a); // speed of a relative to b
   const goals = {
@@ -148,8 +163,8 @@ async function diskPart(d: Awaited<ReturnType<typeof buildDisk>>, nproc: string,
   const json = {
     machine: { nproc: Number(nproc), zstdCli, libzstd: ZSTD_VERSION, node: process.version },
     disk: { bytes: DISK_BYTES, allocated: allocated(p.disk), partitionBytes: d.partBytes, files: d.files, stagedBytes: d.staged, fsUsedBytes: d.fsUsed },
-    repeat, coldCache: allCold, identical: same, image: rcImage,
-    contenders: Object.values(C).map((c) => ({ ...c, seconds: best(c.key), diskMBps: DISK_BYTES / MB / best(c.key), readMBps: c.read / MB / best(c.key) })),
+    repeat, coldCache: allCold, identical: same, image: rcImage, load: { before: loadBefore, after: loadAfter },
+    contenders: Object.values(C).map((c) => ({ ...c, seconds: best(c.key), medianSeconds: med(c.key), diskMBps: DISK_BYTES / MB / best(c.key), readMBps: c.read / MB / best(c.key) })),
     ratios: goals,
     goalsMet: { captureVsPartclone: goals.captureVsPartclone >= 1, captureVsZstd: goals.captureVsZstd >= 1, restoreVsZstdD: goals.restoreVsZstdD >= 1, sizeWithin5pct: goals.sizeVsZstd <= 1.05 },
   };
@@ -158,81 +173,53 @@ async function diskPart(d: Awaited<ReturnType<typeof buildDisk>>, nproc: string,
 
 // ------------------------------------------------------------------- part two: used blocks
 
-const USED_BLOCK = STORE_DEFAULTS.blockSize; // 4 MiB, capture's default
-type Range = [number, number];
-
-interface UsedCapture { alloc: Allocation; planSeconds: number; stored: number; chunks: number; dataBlocks: number; holeBlocks: number; readBytes: number }
+interface UsedCapture {
+  seconds: number; planSeconds: number; policy: string; reason: string; usedBytes: number;
+  stored: number; chunks: number; dataBlocks: number; holeBlocks: number; readBytes: number; manifestBytes: number;
+}
 
 /**
- * What capture will do with used blocks (until it does): plan with services/image/fs, then read
- * only the 4 MiB blocks that hold used bytes, sequentially, with the unused parts of each block
- * zeroed (a block mostly used is read whole and its gaps zeroed; a sparse one piece by piece);
- * the capture's chunk workers drop zero blocks and hash, compress (zstd -3) and store the rest.
+ * `rackcast image capture FILE` as the CLI runs it: captureImage into a fresh store (plan with
+ * services/image/fs, read the used 4 MiB blocks, chunk workers hash, compress with zstd -3 and
+ * store, syncfs, signed manifest committed with fsync). Timed from the call to its return.
  */
 async function captureUsed(file: string, root: string): Promise<UsedCapture> {
-  rmSync(root, { recursive: true, force: true });
+  rmSync(root, { recursive: true, force: true }); // a fresh store each time: no chunk reuse
   const store = ImageStore.open(root);
-  const fh = await open(file, 'r');
-  const pool = new WorkerPool({ root, level: STORE_DEFAULTS.level });
+  allCold = (await dropCaches()) && allCold;
+  let planSeconds = NaN;
+  const t0 = performance.now();
+  const r = await captureImage({ store, source: file, name: 'bench', onPlan: () => { planSeconds = (performance.now() - t0) / 1000; } });
+  const seconds = (performance.now() - t0) / 1000;
+  const m = r.image.manifest;
+  const part = m.usedBlocks?.partitions[0];
+  if (!m.usedBlocks || m.usedBlocks.partitions.length !== 1 || !part) throw new Error(`capture of ${file} did not plan one whole-disk filesystem`);
+  return {
+    seconds, planSeconds, policy: part.policy, reason: part.reason, usedBytes: part.usedBytes,
+    stored: r.newBytes, chunks: r.newChunks, dataBlocks: m.stats.dataBlocks, holeBlocks: m.stats.holeBlocks,
+    readBytes: m.usedBlocks.readBytes, manifestBytes: r.image.bytes.length,
+  };
+}
+
+interface RestoreCheck { identical: boolean; differingBytes: number; differingNonZeroInRestore: number; fsckClean: boolean }
+
+/**
+ * Restore the image (untimed) and compare it with the source. Unused space may hold stale data
+ * (mcopy leaves some in clusters the FAT marks free) that the image rightly does not keep, so a
+ * difference is counted, the restore's side of it must be zeros (data we did not read, never
+ * wrong data), and the restored filesystem must pass its checker (read-only).
+ */
+async function checkRestore(store: ImageStore, source: string, fsck: string[]): Promise<RestoreCheck> {
+  rmSync(p.out, { force: true });
+  await restoreImage({ store, name: 'bench', target: p.out });
   try {
-    const size = (await fh.stat()).size;
-    let readBytes = 0;
-    const readAt = async (o: number, l: number): Promise<Buffer> => {
-      const b = Buffer.alloc(l);
-      const { bytesRead } = await fh.read(b, 0, l, o);
-      readBytes += bytesRead;
-      return b.subarray(0, bytesRead);
-    };
-    const t0 = performance.now();
-    const alloc = await allocationFor(readAt, { start: 0, size });
-    const planSeconds = (performance.now() - t0) / 1000;
-    const pieces = new Map<number, Range[]>(); // block → used pieces inside it, block-relative
-    for (const [a, b] of alloc.ranges) {
-      for (let i = Math.floor(a / USED_BLOCK); i * USED_BLOCK < b; i++) {
-        const base = i * USED_BLOCK;
-        const piece: Range = [Math.max(a, base) - base, Math.min(b, base + USED_BLOCK) - base];
-        const l = pieces.get(i);
-        if (l) l.push(piece); else pieces.set(i, [piece]);
-      }
-    }
-    const free: ArrayBuffer[] = [];
-    let reading = Promise.resolve();
-    const read = (i: number): Promise<ArrayBuffer> => {
-      const next = reading.then(async () => {
-        const buf = free.pop() ?? new ArrayBuffer(USED_BLOCK);
-        const u8 = new Uint8Array(buf);
-        const len = Math.min(USED_BLOCK, size - i * USED_BLOCK);
-        const ps = pieces.get(i) ?? [];
-        const used = ps.reduce((n, [a, b]) => n + b - a, 0);
-        if (used * 2 >= len || ps.length > 32) {
-          const { bytesRead } = await fh.read(u8, 0, len, i * USED_BLOCK);
-          readBytes += bytesRead;
-          let pos = 0;
-          for (const [a, b] of ps) { u8.fill(0, pos, a); pos = b; }
-          u8.fill(0, pos, len);
-        } else {
-          u8.fill(0, 0, len);
-          for (const [a, b] of ps) { const { bytesRead } = await fh.read(u8, a, b - a, i * USED_BLOCK + a); readBytes += bytesRead; }
-        }
-        return buf;
-      });
-      reading = next.then(() => undefined, () => undefined);
-      return next;
-    };
-    const r = { stored: 0, chunks: 0, dataBlocks: 0 };
-    const order = [...pieces.keys()].sort((x, y) => x - y);
-    await readAhead(order, read, async (i, buf, err) => {
-      if (err) throw err;
-      const len = Math.min(USED_BLOCK, size - i * USED_BLOCK);
-      const rep = await pool.run({ op: 'store', buf: buf as ArrayBuffer, length: len }, [buf as ArrayBuffer]);
-      if (!rep.hole) { r.dataBlocks++; if (!rep.existed) { r.chunks++; r.stored += rep.stored ?? 0; } }
-      free.push(rep.buf as ArrayBuffer);
-    }, pool.size * 3);
-    store.syncChunks();
-    return { alloc, planSeconds, ...r, holeBlocks: Math.ceil(size / USED_BLOCK) - r.dataBlocks, readBytes };
+    const out = await run('bash', ['-c', `cmp -l ${q(source)} ${q(p.out)} | awk '$3 != 0 { n++ } END { print NR, n + 0 }'`], { stdout: true });
+    const [differingBytes, differingNonZeroInRestore] = out.trim().split(/\s+/).map(Number) as [number, number];
+    let fsckClean = true;
+    try { await run(fsck[0] as string, [...fsck.slice(1), p.out]); } catch { fsckClean = false; }
+    return { identical: differingBytes === 0, differingBytes, differingNonZeroInRestore, fsckClean };
   } finally {
-    await pool.close();
-    await fh.close();
+    rmSync(p.out, { force: true });
   }
 }
 
@@ -248,66 +235,87 @@ async function buildOtherFs(partBytes: number): Promise<void> {
   rmSync(p.tar, { force: true });
 }
 
-async function usedBlocksPart(d: Awaited<ReturnType<typeof buildDisk>>): Promise<Record<string, unknown>[]> {
+async function usedBlocksPart(d: Awaited<ReturnType<typeof buildDisk>>): Promise<{ rows: Record<string, unknown>[]; load: { before: number[]; after: number[] } }> {
   console.log(`\n== used blocks: the same ${mb(d.staged)} MB on ext4, FAT32 and NTFS (${mb(d.partBytes)} MB each) …`);
   await buildOtherFs(d.partBytes);
   rmSync(p.stage, { recursive: true, force: true });
   const fss = [
-    { fs: 'ext4', file: p.fs, tool: 'partclone.ext4' },
-    { fs: 'vfat (FAT32)', file: p.vfat, tool: 'partclone.vfat' },
-    { fs: 'ntfs', file: p.ntfs, tool: 'partclone.ntfs' },
+    { fs: 'ext4', file: p.fs, tool: 'partclone.ext4', fsck: ['e2fsck', '-fn'] },
+    { fs: 'vfat (FAT32)', file: p.vfat, tool: 'partclone.vfat', fsck: ['fsck.fat', '-n'] },
+    { fs: 'ntfs', file: p.ntfs, tool: 'partclone.ntfs', fsck: ['ntfsfix', '-n'] },
   ];
+  const loadBefore = load();
+  console.log(`load average ${loadText(loadBefore)} (1, 5, 15 min); each step cold; the two sides alternate which goes first`);
   const results: Record<string, unknown>[] = [];
   for (const f of fss) {
     const ours: number[] = [];
     const theirs: number[] = [];
     let cap: UsedCapture | undefined;
     let pcUsed = NaN;
-    for (let rep = 0; rep < repeat; rep++) {
-      allCold = (await dropCaches()) && allCold;
-      let c: UsedCapture | undefined;
-      ours.push(await timed(async () => { c = await captureUsed(f.file, p.ustore); }));
-      cap = c;
+    let restoreCheck: RestoreCheck | undefined;
+    const partclone = async (): Promise<void> => {
       allCold = (await dropCaches()) && allCold;
       theirs.push(await timed(() => sh(`${f.tool} -c -s ${q(f.file)} -o - -L ${q(p.log)} 2>/dev/null | zstd -3 -T2 -q -f -o ${q(p.pcl)} && sync ${q(p.pcl)}`)));
       const log = await run('cat', [p.log], { stdout: true });
       const used = /Space in use:.*=\s*(\d+) Blocks/.exec(log);
       const bs = /Block size:\s*(\d+) Byte/.exec(log);
       pcUsed = used && bs ? Number(used[1]) * Number(bs[1]) : NaN;
-      console.log(`  [${rep + 1}/${repeat}] ${f.fs.padEnd(13)} rackcast used blocks ${ours[rep]!.toFixed(2).padStart(6)} s   ${f.tool} | zstd ${theirs[rep]!.toFixed(2).padStart(6)} s`);
+    };
+    const ourCapture = async (rep: number): Promise<void> => {
+      cap = await captureUsed(f.file, p.ustore);
+      ours.push(cap.seconds);
+      if (rep === 0) restoreCheck = await checkRestore(ImageStore.open(p.ustore), f.file, f.fsck); // untimed
+    };
+    for (let rep = 0; rep < repeat; rep++) {
+      if (rep % 2 === 0) { await ourCapture(rep); await partclone(); } else { await partclone(); await ourCapture(rep); }
+      console.log(`  [${rep + 1}/${repeat}] ${f.fs.padEnd(13)} rackcast capture ${ours[rep]!.toFixed(2).padStart(6)} s   ${f.tool} | zstd ${theirs[rep]!.toFixed(2).padStart(6)} s   (load ${loadText(load())})`);
     }
     const c = cap as UsedCapture;
     const row = {
-      fs: f.fs, policy: c.alloc.policy, reason: c.alloc.reason, fsBytes: d.partBytes,
-      usedBytes: c.alloc.usedBytes, partcloneUsedBytes: pcUsed,
-      rackcast: { seconds: Math.min(...ours), planSeconds: c.planSeconds, storedBytes: c.stored, chunks: c.chunks, dataBlocks: c.dataBlocks, holeBlocks: c.holeBlocks, readBytes: c.readBytes },
-      partclone: { seconds: Math.min(...theirs), bytes: size(p.pcl) },
+      fs: f.fs, policy: c.policy, reason: c.reason, fsBytes: d.partBytes,
+      usedBytes: c.usedBytes, partcloneUsedBytes: pcUsed, usedMinusPartclone: c.usedBytes - pcUsed,
+      identicalAfterRestore: restoreCheck?.identical, restoreCheck,
+      rackcast: {
+        seconds: Math.min(...ours), medianSeconds: median(ours), runs: ours, planSeconds: c.planSeconds, storedBytes: c.stored, chunks: c.chunks,
+        dataBlocks: c.dataBlocks, holeBlocks: c.holeBlocks, readBytes: c.readBytes, manifestBytes: c.manifestBytes,
+      },
+      partclone: { seconds: Math.min(...theirs), medianSeconds: median(theirs), runs: theirs, bytes: size(p.pcl) },
     };
     results.push(row);
     rmSync(p.ustore, { recursive: true, force: true });
     rmSync(p.pcl, { force: true });
   }
-  console.log(`\nbest of ${repeat}; MB = 10^6 bytes; rackcast = plan (services/image/fs) + read used 4 MiB blocks + chunk workers (SHA-256, zstd -3, chunk files) + sync;`);
-  console.log('capture.ts does not plan used blocks yet, so this drives its worker pool directly; rival = partclone.<fs> -c | zstd -3 -T2 + sync');
+  const loadAfter = load();
+  console.log(`\nload average before ${loadText(loadBefore)}, after ${loadText(loadAfter)} (1, 5, 15 min)`);
+  console.log(`best of ${repeat} (median in brackets); MB = 10^6 bytes; rackcast = captureImage into a fresh store (what \`rackcast image capture\` runs: plan, read the used 4 MiB blocks,`);
+  console.log('SHA-256 + zstd -3 + chunk files in its workers, syncfs, signed manifest); rival = partclone.<fs> -c | zstd -3 -T2 + sync');
   const rows = [['filesystem', 'used MB', 'partclone used MB', 'rackcast s', 'partclone|zstd s', 'rackcast MB', 'partclone|zstd MB', 'size ratio', 'speed ratio']];
+  const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
+  const restoreText = (c: RestoreCheck): string => (c.identical ? 'identical to the source' :
+    `${c.differingBytes} bytes differ from the source, ${c.differingNonZeroInRestore === 0 ? 'all zeros in the restore (unused space not kept)' : `${c.differingNonZeroInRestore} NOT zero in the restore`}`) +
+    `, ${c.fsckClean ? 'fsck clean' : 'fsck FAILED'}`;
   for (const r of results) {
-    const rc = r.rackcast as { seconds: number; storedBytes: number };
-    const pc = r.partclone as { seconds: number; bytes: number };
-    rows.push([String(r.fs), mb(r.usedBytes as number), mb(r.partcloneUsedBytes as number), rc.seconds.toFixed(2), pc.seconds.toFixed(2), mb(rc.storedBytes), mb(pc.bytes),
-      `${(rc.storedBytes / pc.bytes).toFixed(3)}×`, `${(pc.seconds / rc.seconds).toFixed(2)}×`]);
+    const rc = r.rackcast as { seconds: number; medianSeconds: number; storedBytes: number };
+    const pc = r.partclone as { seconds: number; medianSeconds: number; bytes: number };
+    rows.push([String(r.fs), mb(r.usedBytes as number), mb(r.partcloneUsedBytes as number),
+      `${rc.seconds.toFixed(2)} (${rc.medianSeconds.toFixed(2)})`, `${pc.seconds.toFixed(2)} (${pc.medianSeconds.toFixed(2)})`, mb(rc.storedBytes), mb(pc.bytes),
+      `${(rc.storedBytes / pc.bytes).toFixed(3)}×`, `${ratio(pc.seconds, rc.seconds)} (${ratio(pc.medianSeconds, rc.medianSeconds)})`]);
   }
   printTable(rows);
   for (const r of results) {
-    const rc = r.rackcast as { seconds: number; storedBytes: number; planSeconds: number; dataBlocks: number; holeBlocks: number; readBytes: number };
-    const pc = r.partclone as { seconds: number; bytes: number };
+    const rc = r.rackcast as { seconds: number; medianSeconds: number; storedBytes: number; planSeconds: number; dataBlocks: number; holeBlocks: number; readBytes: number };
+    const pc = r.partclone as { seconds: number; medianSeconds: number; bytes: number };
     const sizeOk = rc.storedBytes <= 1.05 * pc.bytes;
-    const timeOk = rc.seconds <= pc.seconds;
-    console.log(`  ${String(r.fs).padEnd(13)} size ${sizeOk ? 'goal met' : 'goal MISSED'} (≤ 1.05× partclone|zstd), time ${timeOk ? 'goal met' : 'goal MISSED'} (≤ 1.0×); ` +
-      `plan ${rc.planSeconds.toFixed(2)} s, read ${mb(rc.readBytes)} MB, ${rc.dataBlocks} data + ${rc.holeBlocks} hole blocks; ${String(r.reason)}`);
+    const time = (a: number, b: number): string => (a <= b ? 'met' : 'MISSED');
+    console.log(`  ${String(r.fs).padEnd(13)} size goal ${sizeOk ? 'met' : 'MISSED'} (≤ 1.05× partclone|zstd); time goal (≤ 1.0×) best ${time(rc.seconds, pc.seconds)}, median ${time(rc.medianSeconds, pc.medianSeconds)}; ` +
+      `used bytes − partclone's: ${String(r.usedMinusPartclone)}; restored: ${restoreText(r.restoreCheck as RestoreCheck)}; ` +
+      `plan ready after ${rc.planSeconds.toFixed(2)} s, read ${mb(rc.readBytes)} MB, ${rc.dataBlocks} data + ${rc.holeBlocks} hole blocks; ${String(r.reason)}`);
   }
-  console.log('speed ratio > 1.00× means rackcast is faster; size ratio < 1.00× means rackcast is smaller. NTFS holds the files as one tar (ntfscp, no mount).');
+  console.log('speed ratio > 1.00× means rackcast is faster; size ratio < 1.00× means rackcast is smaller. NTFS holds the files as one tar (ntfscp, no mount);');
+  console.log('used bytes − partclone\'s: we also keep what no allocation map describes and partclone does not count: on FAT the tail of the data area');
+  console.log('shorter than one cluster, on NTFS the backup boot sector past the last cluster.');
   if (!allCold) console.log('note: the page cache could not be dropped before every step; some timings may be warm');
-  return results;
+  return { rows: results, load: { before: loadBefore, after: loadAfter } };
 }
 
 
@@ -320,9 +328,9 @@ try {
   console.log(`disk: ${mb(DISK_BYTES)} MB (1 GiB) sparse, ${mb(allocated(p.disk))} MB allocated; GPT + ext4 partition of ${mb(d.partBytes)} MB at 1 MiB; ` +
     `${d.files} files, ${mb(d.staged)} MB copied from /usr; ext4 uses ${mb(d.fsUsed)} MB`);
   const diskJson = v['used-only'] ? undefined : await diskPart(d, nproc, zstdCli);
-  const usedJson = await usedBlocksPart(d);
+  const used = await usedBlocksPart(d);
   if (v.json) {
-    writeFileSync(v.json, JSON.stringify({ ...(diskJson ?? {}), usedBlocks: usedJson }, null, 2) + '\n');
+    writeFileSync(v.json, JSON.stringify({ ...(diskJson ?? {}), usedBlocks: used.rows, usedBlocksLoad: used.load }, null, 2) + '\n');
     console.log(`results written to ${v.json}`);
   }
 } finally {
