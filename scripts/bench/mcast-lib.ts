@@ -1,5 +1,6 @@
 // Helpers for the multicast benchmark: real data, processes in lab namespaces, interface counters.
-import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab } from '../lab/netns.ts';
 
@@ -25,21 +26,76 @@ export function sampleUsr(size: number): Buffer {
   return out;
 }
 
-/** Run a command in host i's namespace; resolves with its output, rejects on failure or timeout. */
-export function spawnIn(lab: Lab, i: number, cmd: string, args: string[], limitS: number): Promise<{ stdout: string; stderr: string }> {
-  const child = lab.spawn(i, cmd, args);
+const running = new Set<number>(); // process groups of the commands started by spawnIn
+process.once('exit', () => killAll()); // also when the benchmark dies of an error
+
+/**
+ * Run a command in host i's namespace under GNU time; resolves with its output and the CPU
+ * seconds (user + system, all its threads and waited-for children) it used; rejects on failure or
+ * timeout. It runs in its own process group, so a timeout or killAll() ends the command too.
+ */
+export function spawnIn(lab: Lab, i: number, cmd: string, args: string[], limitS: number): Promise<{ stdout: string; stderr: string; cpu: number }> {
+  const child = lab.spawn(i, '/usr/bin/time', ['-f', 'rc-cpu %U %S', cmd, ...args], { detached: true });
+  const pgid = child.pid as number;
+  running.add(pgid);
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
-  return new Promise((res, rej) => {
-    const t = setTimeout(() => { child.kill('SIGKILL'); rej(new Error(`${cmd} in host ${i} took longer than ${limitS} s`)); }, limitS * 1000);
+  const done = new Promise<{ stdout: string; stderr: string; cpu: number }>((res, rej) => {
+    const t = setTimeout(() => { killGroup(pgid); rej(new Error(`${cmd} in host ${i} took longer than ${limitS} s`)); }, limitS * 1000);
     child.on('exit', (code) => {
       clearTimeout(t);
-      if (code === 0) res({ stdout, stderr });
+      running.delete(pgid);
+      const m = /rc-cpu ([\d.]+) ([\d.]+)\s*$/.exec(stderr);
+      if (code === 0) res({ stdout, stderr, cpu: m ? Number(m[1]) + Number(m[2]) : NaN });
       else rej(new Error(`${cmd} ${args.join(' ')} in host ${i} exited ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
     });
   });
+  done.catch(() => undefined); // a failure while the caller still waits for something else is seen when it awaits this
+  return done;
+}
+
+function killGroup(pgid: number): void {
+  try { process.kill(-pgid, 'SIGKILL'); } catch { /* gone */ }
+  running.delete(pgid);
+}
+
+/** Kill every command spawnIn started that is still running (by process group). */
+export function killAll(): void {
+  for (const g of [...running]) killGroup(g);
+}
+
+/**
+ * Wait until host i is ready, at most limitS: a UDP socket bound (a receiver listening) and its
+ * processes nearly idle (≤ 20 ms of CPU in 200 ms: start-up done, worker threads loaded). The
+ * sender then starts as on a rack whose machines have booted and wait for the session.
+ */
+export async function waitReady(lab: Lab, i: number, limitS: number): Promise<void> {
+  const until = performance.now() + limitS * 1000;
+  let last = -1;
+  for (;;) {
+    if (performance.now() > until) throw new Error(`host ${i}: not ready after ${limitS} s`);
+    const listening = lab.exec(i, 'ss', ['-Hun', 'state', 'unconnected']).trim() !== '';
+    const ticks = hostCpu(lab, i) * 100;
+    if (listening && last >= 0 && ticks - last <= 2) return;
+    last = ticks;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** CPU seconds used so far by the processes in host i's namespace (clock ticks of 1/100 s). */
+export function hostCpu(lab: Lab, i: number): number {
+  const pids = execFileSync('ip', ['netns', 'pids', lab.host(i).ns], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
+  let t = 0;
+  for (const pid of pids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+      t += Number(rest[11]) + Number(rest[12]); // utime, stime (fields 14, 15)
+    } catch { /* exited */ }
+  }
+  return t / 100;
 }
 
 /** Bytes sent by host i's eth0 so far. */

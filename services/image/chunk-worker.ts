@@ -8,7 +8,8 @@
 //   compress  raw block → one zstd frame, handed back in a new buffer (nothing stored)
 //   checkFrame  a frame read by the caller → decompress → hash must equal → the frame is handed back
 //   unpack a frame from outside (multicast, HTTP) → decompress into a block buffer → hash must
-//          equal → block returned (nothing stored)
+//          equal → block returned (nothing stored). Frame and block may be SharedArrayBuffers
+//          the caller reuses (the multicast receiver's pools): those are not sent back.
 import { parentPort, workerData, threadId } from 'node:worker_threads';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
@@ -23,7 +24,7 @@ export type Job =
   | { op: 'hash'; buf: ArrayBuffer; length: number }
   | { op: 'compress'; buf: ArrayBuffer; length: number }
   | { op: 'put'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string }
-  | { op: 'unpack'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; buf: ArrayBuffer; image: string }
+  | { op: 'unpack'; hash: string; length: number; frame: ArrayBuffer | SharedArrayBuffer; frameLength: number; buf: ArrayBuffer | SharedArrayBuffer; image: string }
   | { op: 'checkFrame'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string };
 export type Reply =
   | { ok: true; hole?: boolean; hash?: string; stored?: number; existed?: boolean; buf?: ArrayBuffer; frame?: ArrayBuffer }
@@ -85,7 +86,7 @@ function writeChunk(hash: string, frame: Uint8Array): void {
 }
 
 function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
-  const give = (buf?: ArrayBuffer): ArrayBuffer[] => (buf ? [buf] : []);
+  const give = (buf?: ArrayBuffer | SharedArrayBuffer): ArrayBuffer[] => (buf instanceof ArrayBuffer ? [buf] : []); // shared ones stay with the caller
   try {
     if (job.op === 'store') {
       const reply = store(job.buf, job.length);
@@ -106,7 +107,7 @@ function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
     }
     if (job.op === 'unpack') {
       verifyFrame(job.hash, Buffer.from(job.frame, 0, job.frameLength), Buffer.from(job.buf, 0, job.length), job.image);
-      return { reply: { ok: true, hash: job.hash, buf: job.buf }, transfer: [job.buf] };
+      return { reply: { ok: true, hash: job.hash, ...(job.buf instanceof ArrayBuffer ? { buf: job.buf } : {}) }, transfer: give(job.buf) };
     }
     if (checkBuf.length < job.length) checkBuf = Buffer.allocUnsafe(job.length);
     if (job.op === 'checkFrame') {
@@ -123,7 +124,7 @@ function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
     const code = isRackcastError(err) ? err.code : 'RC_ERR_IO';
     const fields = isRackcastError(err) ? { ...err.fields } : {};
     const buf = 'buf' in job ? job.buf : undefined;
-    return { reply: { ok: false, code, message: err.message, fields, ...(buf ? { buf } : {}) }, transfer: give(buf) };
+    return { reply: { ok: false, code, message: err.message, fields, ...(buf instanceof ArrayBuffer ? { buf } : {}) }, transfer: give(buf) };
   }
 }
 

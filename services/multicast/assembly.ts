@@ -1,48 +1,70 @@
 // Reassembly of one chunk's zstd frame from DATA fragments. The first fragment seen fixes the
 // fragment count and size; later fragments that disagree are dropped (a forged or foreign
 // fragment can delay a chunk, never corrupt it: the frame is hash-checked after decompression).
-// Fragments are kept as they come and copied into one frame buffer only when all are there, so
-// a flood of forged first fragments costs a small array each, not a frame-sized allocation.
+// Each fragment is copied into the frame buffer as it arrives (count × size bytes, taken at the
+// first fragment from a pool of reused buffers), so the datagram it came in dies young and a chunk
+// allocates nothing: see BufferPool. The receiver bounds how many bytes its assemblies may reserve.
 export class Assembly {
   readonly index: number;
   readonly count: number;
   readonly fragSize: number;
-  #frags: (Buffer | undefined)[];
+  readonly #pool: BufferPool | undefined;
+  #frame: Uint8Array | undefined;
+  #got: Uint8Array; // 1 per fragment present
   #have = 0;
   frameLength = -1;
 
-  constructor(index: number, count: number, fragSize: number) {
+  /** Without a pool (or if the pool's buffers are too small) the frame gets a buffer of its own. */
+  constructor(index: number, count: number, fragSize: number, pool?: BufferPool) {
     this.index = index;
     this.count = count;
     this.fragSize = fragSize;
-    this.#frags = new Array<Buffer | undefined>(count);
+    this.#got = new Uint8Array(count);
+    this.#pool = pool && pool.size >= count * fragSize ? pool : undefined;
+  }
+
+  /** Bytes this assembly holds for its frame (count × fragment size). */
+  get reserved(): number {
+    return this.count * this.fragSize;
   }
 
   /** Fragments that did not fit (another count or size): a forged first fragment shows up here. */
   mismatches = 0;
 
-  /** Add a fragment: 'dup' for one already here, 'mismatch' for one that does not fit. */
-  add(k: number, count: number, fragSize: number, payload: Uint8Array): 'ok' | 'dup' | 'mismatch' {
+  /**
+   * Add fragment k, whose payload is src[start, start + length): 'dup' for one already here,
+   * 'mismatch' for one that does not fit. The bytes are copied; src may be reused afterwards.
+   */
+  add(k: number, count: number, fragSize: number, src: Uint8Array, start = 0, length = src.length - start): 'ok' | 'dup' | 'mismatch' {
     const last = k === count - 1;
-    if (count !== this.count || fragSize !== this.fragSize || k >= count || (last ? payload.length > fragSize : payload.length !== fragSize)) {
+    if (count !== this.count || fragSize !== this.fragSize || k >= count || (last ? length > fragSize : length !== fragSize)) {
       this.mismatches++;
       return 'mismatch';
     }
-    if (this.#frags[k]) return 'dup';
-    // node:dgram hands every datagram its own buffer, so keeping a view of it costs no copy
-    this.#frags[k] = payload as Buffer;
+    if (this.#got[k]) return 'dup';
+    // not zero-filled: every byte of the frame is written before it is used (complete())
+    this.#frame ??= this.#pool ? new Uint8Array(this.#pool.take(), 0, this.reserved) : Buffer.allocUnsafeSlow(this.reserved);
+    copyBytes.call(src, this.#frame, k * fragSize, start, start + length);
+    this.#got[k] = 1;
     this.#have++;
-    if (last) this.frameLength = k * fragSize + payload.length;
+    if (last) this.frameLength = k * fragSize + length;
     return 'ok';
   }
 
-  /** The whole frame in one transferable buffer (call when complete). */
-  assemble(): ArrayBuffer {
-    const out = new ArrayBuffer(this.frameLength);
-    const u = new Uint8Array(out);
-    this.#frags.forEach((f, k) => { if (f) u.set(f, k * this.fragSize); });
-    this.#frags = [];
-    return out;
+  /**
+   * The whole frame: its first frameLength bytes of a buffer the caller now owns (call when
+   * complete); a pool's shared buffer goes back with pool.give() once the frame has been used.
+   */
+  assemble(): ArrayBuffer | SharedArrayBuffer {
+    const f = this.#frame as Uint8Array;
+    this.#frame = undefined;
+    return f.buffer;
+  }
+
+  /** An assembly given up (restarted, or its chunk came another way): its buffer goes back. */
+  discard(): void {
+    if (this.#frame && this.#pool) this.#pool.give(this.#frame.buffer as SharedArrayBuffer);
+    this.#frame = undefined;
   }
 
   complete(): boolean {
@@ -58,11 +80,40 @@ export class Assembly {
     const out: [number, number][] = [];
     let i = 0;
     while (i < this.count && out.length < max) {
-      if (this.#frags[i]) { i++; continue; }
+      if (this.#got[i]) { i++; continue; }
       const s = i;
-      while (i < this.count && !this.#frags[i]) i++;
+      while (i < this.count && !this.#got[i]) i++;
       out.push([s, i - s]);
     }
     return out;
+  }
+}
+
+/** Buffer#copy, applied to any Uint8Array source (a datagram Buffer or a test's view): one memcpy. */
+const copyBytes = Buffer.prototype.copy as (this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number;
+
+/**
+ * Reusable SharedArrayBuffers of one size (frames, blocks), handed to the chunk workers by
+ * reference instead of being transferred, so receiving a chunk allocates nothing. Every new or
+ * transferred-in ArrayBuffer counts as external memory to V8, and ~10 MB of them per chunk made a
+ * receiver run a full GC several times a second (docs/decisions.md, "Multicast vs udpcast").
+ * Keeps at most `keep` free buffers; more in use at once are allocated and left to the GC.
+ */
+export class BufferPool {
+  readonly size: number;
+  readonly #keep: number;
+  readonly #free: SharedArrayBuffer[] = [];
+
+  constructor(size: number, keep = 8) {
+    this.size = size;
+    this.#keep = keep;
+  }
+
+  take(): SharedArrayBuffer {
+    return this.#free.pop() ?? new SharedArrayBuffer(this.size);
+  }
+
+  give(b: SharedArrayBuffer): void {
+    if (b.byteLength === this.size && this.#free.length < this.#keep && !this.#free.includes(b)) this.#free.push(b);
   }
 }

@@ -15,12 +15,12 @@ import { sameBlocks, sameBytes } from '../image/delta.ts';
 import { decodeSignatureFile, verifySignature, type SignatureFile } from '../image/signing.ts';
 import { WorkerPool } from '../image/worker-pool.ts';
 import { compressBound } from '../image/zstd.ts';
-import { Assembly } from './assembly.ts';
+import { Assembly, BufferPool } from './assembly.ts';
 import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
 import { chunkUrl, fetchBytes } from './http-source.ts';
 import { CONTROL, DELTA, MAX_NACK_ENTRIES, STATE, decodeAnnounce, decodeControl, encodeNack, encodeStatus, encodeWants, type Announce, type NackEntry } from './messages.ts';
 import { udpRcvbufErrors } from './udp-stats.ts';
-import { decodeHeader, HEADER_LENGTH, TYPE } from './wire.ts';
+import { decodeHeader, decodeHeaderInto, HEADER_LENGTH, TYPE, type Header } from './wire.ts';
 import { SENDER_DEFAULTS } from './sender.ts';
 
 export const RECEIVER_DEFAULTS = {
@@ -31,6 +31,7 @@ export const RECEIVER_DEFAULTS = {
   renackMs: 120,
   statusMs: 500,
   maxPartial: 128, // chunks being reassembled at once
+  maxPartialBytes: 256 << 20, // frame bytes those may reserve
   maxBacklog: 32, // chunks waiting for verification/disk
   rejoinMs: 60000,
   httpConcurrency: 4,
@@ -87,6 +88,10 @@ export class MulticastReceiver {
   #have?: Bits;
   #busy = new Set<number>(); // chunks being verified/written
   #partial = new Map<number, Assembly>();
+  #partialBytes = 0;
+  #frames?: BufferPool; // reassembly buffers (room for any chunk's fragments)
+  #blocks?: BufferPool; // decompressed chunks on their way to the disk
+  readonly #h: Header = { type: TYPE.DATA, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 };
   #lastNack = new Float64Array(0);
   #frontier = 0;
   #idle = false;
@@ -246,6 +251,8 @@ export class MulticastReceiver {
     this.#dataBytes = this.#table.reduce((a, c) => a + c.length * c.blocks.length, 0);
     this.#have = new Bits(this.#table.length);
     this.#lastNack = new Float64Array(this.#table.length);
+    this.#frames = new BufferPool(compressBound(manifest.blockSize) + 0xffff);
+    this.#blocks = new BufferPool(manifest.blockSize);
     this.#img = { manifest, sig, digest: sig.digest, url };
     this.o.logger?.info({ image: manifest.name, digest: sig.digest, signer: sig.keyId, chunks: this.#table.length }, 'image manifest verified');
     // a fresh (missing or empty) file target has nothing to compare
@@ -289,21 +296,9 @@ export class MulticastReceiver {
   }
 
   #onData(msg: Buffer, from: string): void {
-    let h;
-    try { h = decodeHeader(msg).value; } catch (e) { if (!isRackcastError(e)) throw e; this.stats.malformed++; return; }
-    const payload = msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength);
-    try {
-      if (h.type === TYPE.ANNOUNCE) return this.#onAnnounce(h.session, decodeAnnounce(payload), from);
-      if (h.type === TYPE.END) {
-        if (h.session === this.#session && !this.#complete() && this.#mode === 'multicast') void this.#unicast();
-        return;
-      }
-      if (h.type !== TYPE.DATA) { this.stats.malformed++; return; }
-    } catch (e) {
-      if (!isRackcastError(e)) throw e;
-      this.stats.malformed++;
-      return;
-    }
+    const h = this.#h; // reused: nothing is allocated per datagram on the way to its assembly
+    try { decodeHeaderInto(msg, 0, h); } catch (e) { if (!isRackcastError(e)) throw e; this.stats.malformed++; return; }
+    if (h.type !== TYPE.DATA) { this.#onGroupMessage(h.type, h.session, msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength), from); return; }
     if (this.#session === undefined || h.session !== this.#session || !this.#have) { this.stats.foreign++; return; }
     if (this.#deltaState === DELTA.COMPARING) { this.stats.ignoredComparing++; return; }
     this.stats.dataPackets++;
@@ -311,22 +306,23 @@ export class MulticastReceiver {
     if (!this.#firstData) this.#firstData = performance.now();
     if (h.index >= this.#table.length) { this.stats.malformed++; return; }
     if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return; }
+    const bound = compressBound((this.#table[h.index] as ChunkEntry).length) + h.fragSize;
     let a = this.#partial.get(h.index);
     if (!a) {
-      const entry = this.#table[h.index] as ChunkEntry;
-      if (h.fragCount * h.fragSize > compressBound(entry.length) + h.fragSize) { this.stats.malformed++; return; }
-      if (this.#partial.size >= this.o.maxPartial) return; // no room: it will be NACKed later
-      a = new Assembly(h.index, h.fragCount, h.fragSize);
-      this.#partial.set(h.index, a);
+      if (h.fragCount * h.fragSize > bound) { this.stats.malformed++; return; }
+      a = this.#startAssembly(h.index, h.fragCount, h.fragSize);
+      if (!a) return; // no room: it will be NACKed later
     }
-    let added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload);
-    if (added === 'mismatch' && a.mismatches > 2 * a.have + 2 && h.fragCount * h.fragSize <= compressBound((this.#table[h.index] as ChunkEntry).length) + h.fragSize) {
+    let added = a.add(h.fragIndex, h.fragCount, h.fragSize, msg, HEADER_LENGTH, h.payloadLength);
+    if (added === 'mismatch' && a.mismatches > 2 * a.have + 2 && h.fragCount * h.fragSize <= bound) {
       // The assembly was started by a fragment that disagrees with what keeps arriving (forged
       // or from a stale session), and more disagree than agree: start over. A genuine assembly
       // has many agreeing fragments, so scattered forgeries cannot throw it away.
-      a = new Assembly(h.index, h.fragCount, h.fragSize);
-      this.#partial.set(h.index, a);
-      added = a.add(h.fragIndex, h.fragCount, h.fragSize, payload);
+      this.#dropAssembly(a);
+      a.discard();
+      a = this.#startAssembly(h.index, h.fragCount, h.fragSize);
+      if (!a) return;
+      added = a.add(h.fragIndex, h.fragCount, h.fragSize, msg, HEADER_LENGTH, h.payloadLength);
     }
     if (added !== 'ok') { if (added === 'dup') this.stats.duplicates++; else this.stats.malformed++; return; }
     // Chunks before one that is visibly being sent have been sent in full: their gaps are losses
@@ -334,9 +330,39 @@ export class MulticastReceiver {
     // forgeries practically never agree that often, so they cannot trigger premature NACKs.
     if (a.have >= 8 && h.index > this.#frontier) this.#frontier = h.index;
     if (a.complete()) {
-      this.#partial.delete(h.index);
-      if (this.#busy.size >= this.o.maxBacklog) return; // disk behind: NACK it later
+      this.#dropAssembly(a);
+      if (this.#busy.size >= this.o.maxBacklog) { a.discard(); return; } // disk behind: NACK it later
       void this.#accept(h.index, a.assemble(), a.frameLength, 'multicast');
+    }
+  }
+
+  /**
+   * A new assembly, if there is room: at most maxPartial at once, reserving at most
+   * maxPartialBytes for their frames (so forged first fragments cannot make us hold much memory).
+   */
+  #startAssembly(index: number, count: number, fragSize: number): Assembly | undefined {
+    if (this.#partial.size >= this.o.maxPartial || this.#partialBytes + count * fragSize > this.o.maxPartialBytes) return undefined;
+    const a = new Assembly(index, count, fragSize, this.#frames);
+    this.#partial.set(index, a);
+    this.#partialBytes += a.reserved;
+    return a;
+  }
+
+  #dropAssembly(a: Assembly): void {
+    this.#partial.delete(a.index);
+    this.#partialBytes -= a.reserved;
+  }
+
+  /** ANNOUNCE and END on the group; anything else there is malformed. */
+  #onGroupMessage(type: number, session: number, payload: Buffer, from: string): void {
+    try {
+      if (type === TYPE.ANNOUNCE) this.#onAnnounce(session, decodeAnnounce(payload), from);
+      else if (type === TYPE.END) {
+        if (session === this.#session && !this.#complete() && this.#mode === 'multicast') void this.#unicast();
+      } else this.stats.malformed++;
+    } catch (e) {
+      if (!isRackcastError(e)) throw e;
+      this.stats.malformed++;
     }
   }
 
@@ -379,13 +405,15 @@ export class MulticastReceiver {
   }
 
   /** Verify (worker: decompress + SHA-256 against the manifest) and write a chunk everywhere it goes. */
-  async #accept(index: number, frame: ArrayBuffer, frameLength: number, via: 'multicast' | 'unicast'): Promise<boolean> {
+  async #accept(index: number, frame: ArrayBuffer | SharedArrayBuffer, frameLength: number, via: 'multicast' | 'unicast'): Promise<boolean> {
     const e = this.#table[index] as ChunkEntry;
     this.#busy.add(index);
+    const blocks = this.#blocks as BufferPool;
+    const buf = blocks.take();
     try {
-      const buf = new ArrayBuffer(e.length);
-      const r = await (this.#pool as WorkerPool).run({ op: 'unpack', hash: e.hash, length: e.length, frame, frameLength, buf, image: (this.#img as Loaded).manifest.name }, [frame, buf]);
-      const data = new Uint8Array(r.buf as ArrayBuffer, 0, e.length);
+      // shared buffers go to the worker by reference; an HTTP frame is transferred
+      const r = await (this.#pool as WorkerPool).run({ op: 'unpack', hash: e.hash, length: e.length, frame, frameLength, buf, image: (this.#img as Loaded).manifest.name }, frame instanceof ArrayBuffer ? [frame] : []);
+      const data = new Uint8Array(buf, 0, e.length);
       let n = 0;
       for (const b of e.blocks) {
         if (this.#same?.has(b)) continue; // delta: already right there
@@ -403,6 +431,8 @@ export class MulticastReceiver {
       this.#failure ??= err;
       return false;
     } finally {
+      if (frame instanceof SharedArrayBuffer) (this.#frames as BufferPool).give(frame);
+      blocks.give(buf);
       this.#busy.delete(index);
       this.#wake?.();
     }

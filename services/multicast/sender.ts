@@ -16,7 +16,7 @@ import type { ImageStore, OpenImage } from '../image/store.ts';
 import { WorkerPool } from '../image/worker-pool.ts';
 import { readAhead, readFrame } from '../image/chunk-reader.ts';
 import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
-import { decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, TYPE } from './wire.ts';
+import { decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, TYPE, type Header } from './wire.ts';
 import { CONTROL, STATE, decodeNack, decodeStatus, decodeWant, encodeAnnounce, encodeControl, encodeEnd } from './messages.ts';
 import { Pacer } from './pacer.ts';
 
@@ -76,7 +76,8 @@ export class MulticastSender extends EventEmitter {
   readonly o: typeof SENDER_DEFAULTS & SenderOptions;
   readonly receivers = new Map<number, ReceiverState>();
   readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, malformed: 0, nacks: 0, foreign: 0, wants: 0, passChunks: 0, skippedChunks: 0, skippedBytes: 0 };
-  #sock?: Socket;
+  #sock?: Socket; // control: receivers' NACK/STATUS/WANT arrive here, CONTROL leaves from here
+  #group?: Socket; // connected to the group: DATA, ANNOUNCE, END (no address lookup per datagram)
   #img?: OpenImage;
   #chunks: ChunkEntry[] = [];
   #frames = new Map<number, Buffer>();
@@ -84,7 +85,8 @@ export class MulticastSender extends EventEmitter {
   #fragSize: number;
   #pass = 0; // next chunk of the first pass
   #repairs = new Map<number, Bits | 'all'>(); // insertion order = FIFO
-  #cur?: { index: number; frags: number[]; at: number; repair: boolean };
+  #cur?: { index: number; frags: number[]; at: number; repair: boolean; frame: Buffer; count: number; sent: Float64Array };
+  readonly #head: Header = { type: TYPE.DATA, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 };
   #lastSent = new Map<number, Float64Array>();
   #pacer: Pacer;
   #rateMbit: number;
@@ -176,10 +178,7 @@ export class MulticastSender extends EventEmitter {
     this.#sock = sock;
     sock.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo.address, rinfo.port));
     await new Promise<void>((res, rej) => { sock.once('error', rej); sock.bind(this.o.port, this.o.interfaceAddress, () => { sock.off('error', rej); res(); }); });
-    sock.setMulticastInterface(this.o.interfaceAddress);
-    sock.setMulticastTTL(1);
-    sock.setMulticastLoopback(false);
-    try { sock.setSendBufferSize(4 << 20); } catch { /* capped by wmem_max */ }
+    this.#group = await this.#groupSocket();
     this.o.logger?.info({ session: this.session, image: this.o.image, chunks: this.#chunks.length, group: this.o.group, port: this.o.port }, 'multicast session ready');
     this.#t0 = performance.now();
     const verifying = this.#verifyAhead();
@@ -236,6 +235,24 @@ export class MulticastSender extends EventEmitter {
     await verifying;
     if (this.#failure) throw this.#failure;
     return report;
+  }
+
+  /**
+   * The socket everything for the group leaves from: bound to the same interface address and port
+   * as the control socket (receivers see one source), connected to the group, so node:dgram skips
+   * its per-datagram address lookup. Being connected, it receives nothing from receivers: their
+   * unicast messages go to the control socket (a connected UDP socket only matches its peer).
+   */
+  async #groupSocket(): Promise<Socket> {
+    const g = createSocket({ type: 'udp4', reuseAddr: true });
+    g.on('message', () => undefined); // nothing arrives from the group address; never buffer it
+    await new Promise<void>((res, rej) => { g.once('error', rej); g.bind(this.o.port, this.o.interfaceAddress, () => { g.off('error', rej); res(); }); });
+    g.setMulticastInterface(this.o.interfaceAddress);
+    g.setMulticastTTL(1);
+    g.setMulticastLoopback(false);
+    try { g.setSendBufferSize(4 << 20); } catch { /* capped by wmem_max */ }
+    await new Promise<void>((res, rej) => { g.once('error', rej); g.connect(this.o.port, this.o.group, () => { g.off('error', rej); res(); }); });
+    return g;
   }
 
   #frameLen(i: number): number {
@@ -317,15 +334,17 @@ export class MulticastSender extends EventEmitter {
     if (budget < HEADER_LENGTH + this.#fragSize + 28) { await sleep(1); return true; }
     let any = false;
     const pkt = HEADER_LENGTH + this.#fragSize + 28;
+    const now = performance.now(); // one burst is ~2 ms: one timestamp serves all its fragments
     while (budget >= pkt) {
       if (!this.#cur || this.#cur.at >= this.#cur.frags.length) {
         const w = this.#nextWork();
         if (!w) { this.#cur = undefined; break; }
-        this.#cur = { ...w, at: 0 };
+        this.#cur = { ...w, at: 0, frame: this.#frame(w.index), count: this.#fragCount(w.index), sent: this.#sentTimes(w.index) };
       }
       const c = this.#cur;
       const k = c.frags[c.at++] as number;
-      const bytes = this.#sendFragment(c.index, k);
+      c.sent[k] = now;
+      const bytes = this.#sendFragment(c, k);
       if (c.repair) this.stats.repairPackets++;
       budget -= bytes + 28;
       this.#pacer.spend(bytes + 28);
@@ -334,33 +353,43 @@ export class MulticastSender extends EventEmitter {
     return any || this.#cur !== undefined;
   }
 
-  #sendFragment(index: number, k: number): number {
-    const f = this.#frame(index);
-    const count = this.#fragCount(index);
+  /** When each fragment of chunk i was last sent (repairs skip what went out < repairHoldMs ago). */
+  #sentTimes(i: number): Float64Array {
+    let t = this.#lastSent.get(i);
+    if (!t) { t = new Float64Array(this.#fragCount(i)); this.#lastSent.set(i, t); }
+    return t;
+  }
+
+  #sendFragment(c: { index: number; frame: Buffer; count: number }, k: number): number {
     const start = k * this.#fragSize;
-    const len = Math.min(this.#fragSize, f.length - start);
+    const len = Math.min(this.#fragSize, c.frame.length - start);
+    const h = this.#head;
+    h.session = this.session;
+    h.index = c.index;
+    h.fragIndex = k;
+    h.fragCount = c.count;
+    h.payloadLength = len;
+    h.fragSize = this.#fragSize;
+    // a fresh header per datagram: node:dgram may queue it (EAGAIN) and send it later
     const head = Buffer.allocUnsafe(HEADER_LENGTH);
-    encodeHeader({ type: TYPE.DATA, session: this.session, index, fragIndex: k, fragCount: count, payloadLength: len, fragSize: this.#fragSize }, head);
-    let t = this.#lastSent.get(index);
-    if (!t) { t = new Float64Array(count); this.#lastSent.set(index, t); }
-    t[k] = performance.now();
+    encodeHeader(h, head);
     // header and a view of the frame go out as one datagram (sendmsg with two iovecs): no copy
-    this.#sendParts(head, f.subarray(start, start + len));
+    this.#sendParts(head, c.frame.subarray(start, start + len));
     return HEADER_LENGTH + len;
   }
 
   #send(buf: Buffer): void {
-    if (!this.#sock || this.#closed) return;
+    if (!this.#group || this.#closed) return;
     this.stats.bytesSent += buf.length;
     this.stats.packetsSent++;
-    this.#sock.send(buf, this.o.port, this.o.group);
+    this.#group.send(buf);
   }
 
   #sendParts(head: Buffer, body: Buffer): void {
-    if (!this.#sock || this.#closed) return;
+    if (!this.#group || this.#closed) return;
     this.stats.bytesSent += head.length + body.length;
     this.stats.packetsSent++;
-    this.#sock.send([head, body], this.o.port, this.o.group);
+    this.#group.send([head, body]);
   }
 
   #onMessage(msg: Buffer, address: string, port: number): void {
@@ -519,11 +548,12 @@ export class MulticastSender extends EventEmitter {
   }
 
   async close(): Promise<void> {
-    if (this.#closed && !this.#sock) return;
+    if (this.#closed && !this.#sock && !this.#group) return;
     this.#closed = true;
-    const s = this.#sock;
+    const socks = [this.#sock, this.#group].filter((s): s is Socket => s !== undefined);
     this.#sock = undefined;
-    if (s) await new Promise<void>((r) => s.close(() => r()));
+    this.#group = undefined;
+    await Promise.all(socks.map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 }
 

@@ -1,6 +1,6 @@
 // Reassembly of a chunk's frame from DATA fragments (services/multicast/assembly.ts).
 import { describe, it, expect } from '@jest/globals';
-import { Assembly } from '../../../services/multicast/assembly.ts';
+import { Assembly, BufferPool } from '../../../services/multicast/assembly.ts';
 import { prng, seededBytes } from '../../helpers/rng.ts';
 
 /** The fragments of `frame` at `fragSize`, as the sender cuts them. */
@@ -42,8 +42,8 @@ describe('Assembly', () => {
       expect(a.gaps(10)).toEqual([]);
       const out = a.assemble();
       expect(out).toBeInstanceOf(ArrayBuffer);
-      expect(out.byteLength).toBe(len);
-      expect(Buffer.from(out).equals(frame)).toBe(true);
+      expect(out.byteLength).toBe(count * fragSize); // room for count full fragments; the frame is its first frameLength bytes
+      expect(Buffer.from(out, 0, len).equals(frame)).toBe(true);
     }
   });
 
@@ -61,20 +61,32 @@ describe('Assembly', () => {
     expect(a.complete()).toBe(true);
   });
 
-  // Assembly keeps each payload as given (zero-copy, commit b2166cf: node:dgram gives every
-  // datagram its own buffer), so here every fragment is a view at offset 24 of its own datagram.
-  it('reassembles from payload views into separate datagram buffers', () => {
+  // The receiver hands over the whole datagram and where its payload is (no view per datagram);
+  // the bytes are copied at once, so the datagram buffer may be reused (here: overwritten) after.
+  it('copies each payload out of its datagram (start, length), which may then be reused', () => {
     const frame = seededBytes(6, 3000);
     const frags = fragments(frame, 1448);
     const a = new Assembly(0, frags.length, 1448);
+    const dgram = Buffer.alloc(24 + 1448 + 5);
     for (const k of [2, 0, 1]) {
       const f = frags[k] as Buffer;
-      const dgram = Buffer.alloc(24 + f.length + 5, 0xcc);
+      dgram.fill(0xcc);
       f.copy(dgram, 24);
-      expect(a.add(k, frags.length, 1448, new Uint8Array(dgram.buffer, dgram.byteOffset + 24, f.length))).toBe('ok');
+      expect(a.add(k, frags.length, 1448, dgram, 24, f.length)).toBe('ok');
     }
+    dgram.fill(0xdd);
     expect(a.frameLength).toBe(3000);
-    expect(Buffer.from(a.assemble()).equals(frame)).toBe(true);
+    expect(Buffer.from(a.assemble(), 0, 3000).equals(frame)).toBe(true);
+  });
+
+  it('a payload whose length does not fit is a mismatch also when given as (start, length)', () => {
+    const a = new Assembly(0, 3, 10);
+    const dgram = Buffer.alloc(24 + 10);
+    expect(a.add(0, 3, 10, dgram, 24, 9)).toBe('mismatch');
+    expect(a.add(2, 3, 10, dgram, 24, 10)).toBe('ok');
+    expect(a.add(1, 3, 10, dgram, 24)).toBe('ok'); // length defaults to the rest of the buffer
+    expect(a.have).toBe(2);
+    expect(a.frameLength).toBe(30);
   });
 
   it('a 1-fragment chunk', () => {
@@ -86,7 +98,7 @@ describe('Assembly', () => {
       expect(a.complete()).toBe(true);
       expect(a.frameLength).toBe(len);
       expect(a.add(0, 1, fragSize, frame)).toBe('dup');
-      expect(Buffer.from(a.assemble()).equals(frame)).toBe(true);
+      expect(Buffer.from(a.assemble(), 0, frame.length).equals(frame)).toBe(true);
     }
   });
 
@@ -104,7 +116,7 @@ describe('Assembly', () => {
     expect(a.mismatches).toBe(0);
     a.add(0, 4, 10, frags[0] as Buffer);
     a.add(2, 4, 10, frags[2] as Buffer);
-    expect(Buffer.from(a.assemble()).equals(frame)).toBe(true);
+    expect(Buffer.from(a.assemble(), 0, frame.length).equals(frame)).toBe(true);
   });
 
   describe('fragments that do not fit are "mismatch" and counted', () => {
@@ -139,7 +151,7 @@ describe('Assembly', () => {
       expect(a.add(3, 4, 10, Buffer.alloc(11))).toBe('mismatch');
       frags.forEach((f, k) => expect(a.add(k, 4, 10, f)).toBe('ok'));
       expect(a.mismatches).toBe(2);
-      expect(Buffer.from(a.assemble()).equals(frame)).toBe(true);
+      expect(Buffer.from(a.assemble(), 0, frame.length).equals(frame)).toBe(true);
     });
   });
 
@@ -181,6 +193,70 @@ describe('Assembly', () => {
       a.add(1, 2, 4, Buffer.alloc(1));
       a.add(0, 2, 4, Buffer.alloc(4));
       expect(a.gaps(10)).toEqual([]);
+    });
+  });
+
+  describe('with a BufferPool', () => {
+    it('reassembles into a pooled shared buffer, which serves the next assembly once given back', () => {
+      const pool = new BufferPool(64);
+      const frame = seededBytes(9, 35);
+      const frags = fragments(frame, 10);
+      const a = new Assembly(0, 4, 10, pool);
+      frags.forEach((f, k) => a.add(k, 4, 10, f));
+      const out = a.assemble();
+      expect(out).toBeInstanceOf(SharedArrayBuffer);
+      expect(out.byteLength).toBe(64);
+      expect(Buffer.from(out, 0, 35).equals(frame)).toBe(true);
+      pool.give(out as SharedArrayBuffer);
+      expect(pool.take()).toBe(out);
+      expect(pool.take()).not.toBe(out); // taken: a new one
+    });
+
+    it('a reused buffer holding another frame still yields exactly the new frame', () => {
+      const pool = new BufferPool(64);
+      const first = new Assembly(0, 2, 30, pool);
+      first.add(0, 2, 30, Buffer.alloc(30, 0xaa));
+      first.add(1, 2, 30, Buffer.alloc(30, 0xbb));
+      pool.give(first.assemble() as SharedArrayBuffer);
+      const frame = seededBytes(10, 25);
+      const b = new Assembly(1, 3, 10, pool);
+      fragments(frame, 10).forEach((f, k) => b.add(k, 3, 10, f));
+      expect(b.frameLength).toBe(25);
+      expect(Buffer.from(b.assemble(), 0, b.frameLength).equals(frame)).toBe(true);
+    });
+
+    it('discard gives the buffer back; an assembly never started takes none', () => {
+      const pool = new BufferPool(64);
+      const untouched = new Assembly(0, 4, 10, pool);
+      untouched.discard();
+      const a = new Assembly(0, 4, 10, pool);
+      a.add(1, 4, 10, Buffer.alloc(10));
+      const held = pool.take(); // a second buffer: the pool had none free
+      a.discard();
+      expect(pool.take()).not.toBe(held);
+      pool.give(held);
+      pool.give(held); // given twice: kept once
+      expect(pool.take()).toBe(held);
+      expect(pool.take()).not.toBe(held);
+    });
+
+    it('a frame larger than the pool\'s buffers gets its own, which the pool does not take back', () => {
+      const pool = new BufferPool(16);
+      const a = new Assembly(0, 3, 10, pool);
+      [0, 1, 2].forEach((k) => a.add(k, 3, 10, Buffer.alloc(10, k)));
+      const out = a.assemble();
+      expect(out).toBeInstanceOf(ArrayBuffer);
+      expect(out.byteLength).toBe(30);
+    });
+
+    it('keeps at most `keep` free buffers', () => {
+      const pool = new BufferPool(8, 2);
+      const bufs = [pool.take(), pool.take(), pool.take()];
+      bufs.forEach((b) => pool.give(b));
+      const again = [pool.take(), pool.take(), pool.take()];
+      expect(again.filter((b) => bufs.includes(b))).toHaveLength(2);
+      pool.give(new SharedArrayBuffer(4)); // another size is never pooled
+      expect(pool.take().byteLength).toBe(8);
     });
   });
 });
