@@ -51,6 +51,8 @@ let server: ChildProcess | undefined;
 let ui: Forward | undefined;
 const cleanup = async (): Promise<void> => {
   await Promise.all(vms.map((v) => v.kill()));
+  // --keep: each VM's serial console with arrival times, for looking at where a boot spends its time
+  if (keep) vms.forEach((v) => writeFileSync(join(work, `${v.options.name ?? 'vm'}.serial.txt`), v.timedSerial()));
   await ui?.close().catch(() => undefined);
   await lab?.destroy();
   if (!keep) rmSync(work, { recursive: true, force: true });

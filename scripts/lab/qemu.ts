@@ -158,6 +158,21 @@ export class Vm {
   get running(): boolean { return this.proc.exitCode === null && this.proc.signalCode === null; }
   /** ms since power-on. */
   elapsed(): number { return performance.now() - this.startedAt; }
+  /** The serial text, each line prefixed with when (s since power-on) its first byte arrived: for timing a boot. */
+  timedSerial(): string {
+    const out: string[] = [];
+    let from = 0;
+    let lineStart = true;
+    for (const [end, ms] of this.#marks) {
+      for (const ch of this.#text.slice(from, end)) {
+        if (lineStart) out.push(`[${(ms / 1000).toFixed(2).padStart(7)}] `);
+        out.push(ch);
+        lineStart = ch === '\n';
+      }
+      from = end;
+    }
+    return out.join('');
+  }
 
   #find(re: RegExp): Match | undefined {
     const r = new RegExp(re.source, re.flags.replace('g', ''));
