@@ -1,25 +1,38 @@
 // rackcast command line. The only place (with the boot client's entry) that reads argv and env.
 // Errors print as one line: "rackcast: <what went wrong> [RC_ERR_…]"; exit 1, or 2 for usage.
+//
+// Command modules load when their command runs: `rackcast mcast send` need not load fastify, the
+// store's SQLite layer and the API to start sending (loading every command took ~0.8 CPU s).
 import { RackcastError, isRackcastError } from '../../services/errors.ts';
-import { imageCommand, IMAGE_USAGE } from './image.ts';
-import { mcastCommand, MCAST_USAGE } from './mcast.ts';
-import { serveCommand, SERVE_USAGE } from './serve.ts';
-import { taskCommand, machineCommand, groupCommand, tokenCommand, TASK_USAGE } from './task.ts';
 
-export const USAGE = `rackcast — network-boot disk imaging
+type Command = (argv: string[], env: NodeJS.ProcessEnv) => Promise<number>;
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  image: async () => (await import('./image.ts')).imageCommand,
+  mcast: async () => (await import('./mcast.ts')).mcastCommand,
+  serve: async () => (await import('./serve.ts')).serveCommand,
+  task: async () => (await import('./task.ts')).taskCommand,
+  machine: async () => (await import('./task.ts')).machineCommand,
+  group: async () => (await import('./task.ts')).groupCommand,
+  token: async () => (await import('./task.ts')).tokenCommand,
+};
+
+export async function usage(): Promise<string> {
+  const [image, mcast, serve, task] = await Promise.all([import('./image.ts'), import('./mcast.ts'), import('./serve.ts'), import('./task.ts')]);
+  return `rackcast — network-boot disk imaging
 
 usage: rackcast <command> [options]
 
 commands:
-${IMAGE_USAGE}
-${MCAST_USAGE}
-${SERVE_USAGE}
-${TASK_USAGE}
+${image.IMAGE_USAGE}
+${mcast.MCAST_USAGE}
+${serve.SERVE_USAGE}
+${task.TASK_USAGE}
 
 global options:
   --store DIR, --data-dir DIR   data directory (default: $RACKCAST_DATA_DIR or /var/lib/rackcast)
   -h, --help                    this text
 `;
+}
 
 export const DEFAULT_DATA_DIR = '/var/lib/rackcast';
 
@@ -34,17 +47,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const [cmd, ...rest] = argv;
   try {
     if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
-      process.stdout.write(USAGE);
+      process.stdout.write(await usage());
       return cmd ? 0 : 2;
     }
-    if (cmd === 'image') return await imageCommand(rest, env);
-    if (cmd === 'mcast') return await mcastCommand(rest, env);
-    if (cmd === 'serve') return await serveCommand(rest, env);
-    if (cmd === 'task') return await taskCommand(rest, env);
-    if (cmd === 'machine') return await machineCommand(rest, env);
-    if (cmd === 'group') return await groupCommand(rest, env);
-    if (cmd === 'token') return await tokenCommand(rest, env);
-    throw new RackcastError('RC_ERR_USAGE', `unknown command "${cmd}" (try rackcast --help)`);
+    const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+    if (!load) throw new RackcastError('RC_ERR_USAGE', `unknown command "${cmd}" (try rackcast --help)`);
+    return await (await load())(rest, env);
   } catch (e) {
     if (isRackcastError(e)) {
       process.stderr.write(`rackcast: ${e.message} [${e.code}]\n`);
