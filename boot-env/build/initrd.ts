@@ -68,7 +68,7 @@ export async function buildArchive(name: string, o: ArchiveOptions): Promise<Arc
       utimesSync(hit, now, now); // most recently used: kept by the pruning below
     } else {
       await run('zstd', [...zstdArgs(o.level, o.longWindow), cpio, '-o', compressed]);
-      renameSync(compressed, hit);
+      moveInto(compressed, hit);
     }
     compressed = hit;
     pruneArchives(o.cacheDir, o.keepCached ?? 3);
@@ -87,6 +87,20 @@ export async function buildArchive(name: string, o: ArchiveOptions): Promise<Arc
     cached,
     seconds: (performance.now() - t0) / 1000,
   };
+}
+
+/**
+ * rename, or copy + rename when the cache is another filesystem or mount (EXDEV: the container
+ * build mounts the archive cache as a volume beside its work directory).
+ */
+function moveInto(src: string, dest: string): void {
+  try {
+    renameSync(src, dest);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+    installFile(src, dest);
+    rmSync(src, { force: true });
+  }
 }
 
 function pruneArchives(dir: string, keep: number): void {
