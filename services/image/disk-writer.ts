@@ -15,7 +15,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { RackcastError } from '../errors.ts';
 import { inspectPath, usersOf, type DeviceInfo } from './device.ts';
 import { blockHashes, blockLength, type Manifest } from './manifest.ts';
-import { fitGptToDisk, type FitResult, type SectorIo } from './partition/fit.ts';
+import { fitGptToDisk, handleIo, type FitResult, type SectorIo } from './partition/fit.ts';
 import { growLastPartition, type GrowResult } from './geometry.ts';
 
 export interface DiskWriterOptions {
@@ -178,19 +178,7 @@ export class DiskWriter {
 
   /** Sector reads and writes on the open target (partition table work). */
   #io(): SectorIo {
-    const fh = this.#fh;
-    return {
-      read: async (offset, length) => {
-        const b = Buffer.alloc(length);
-        const { bytesRead } = await fh.read(b, 0, length, offset);
-        if (bytesRead !== length) throw new RackcastError('RC_ERR_IO', `short read at ${offset} of ${this.target.path}`, { path: this.target.path, offset });
-        return b;
-      },
-      write: async (offset, data) => {
-        let done = 0;
-        while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
-      },
-    };
+    return handleIo(this.#fh, this.target.path);
   }
 
   async close(): Promise<void> {

@@ -27,7 +27,7 @@ import { captureImage } from './capture.ts';
 import { filesystemOf } from './geometry.ts';
 import { checkBeforeResize, checkFs, minimumSize, runTool, shrinkFs, withPartition, type ResizableFs } from './fs/resize.ts';
 import type { Manifest } from './manifest.ts';
-import type { SectorIo } from './partition/fit.ts';
+import { handleIo, type SectorIo } from './partition/fit.ts';
 import { planLastPartition, type LastPartitionPlan } from './partition/grow.ts';
 import { readPartitionTable } from './partition/table.ts';
 import { restoreImage } from './restore.ts';
@@ -92,11 +92,7 @@ function manifestIo(m: Manifest): SectorIo {
 
 async function fileIo(path: string): Promise<SectorIo & { close(): Promise<void> }> {
   const fh = await open(path, 'r+');
-  return {
-    read: async (offset, length) => { const b = Buffer.alloc(length); await fh.read(b, 0, length, offset); return b; },
-    write: async (offset, data) => { let done = 0; while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten; },
-    close: async () => { await fh.sync(); await fh.close(); },
-  };
+  return { ...handleIo(fh, path), close: async () => { await fh.sync(); await fh.close(); } };
 }
 
 async function plan(io: SectorIo, m: Manifest, size: number): Promise<LastPartitionPlan> {

@@ -306,15 +306,14 @@ export class MulticastReceiver {
     if (!this.#firstData) this.#firstData = performance.now();
     if (h.index >= this.#table.length) { this.stats.malformed++; return; }
     if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return; }
-    const bound = compressBound((this.#table[h.index] as ChunkEntry).length) + h.fragSize;
     let a = this.#partial.get(h.index);
     if (!a) {
-      if (h.fragCount * h.fragSize > bound) { this.stats.malformed++; return; }
+      if (!this.#fits(h)) { this.stats.malformed++; return; }
       a = this.#startAssembly(h.index, h.fragCount, h.fragSize);
       if (!a) return; // no room: it will be NACKed later
     }
     let added = a.add(h.fragIndex, h.fragCount, h.fragSize, msg, HEADER_LENGTH, h.payloadLength);
-    if (added === 'mismatch' && a.mismatches > 2 * a.have + 2 && h.fragCount * h.fragSize <= bound) {
+    if (added === 'mismatch' && a.mismatches > 2 * a.have + 2 && this.#fits(h)) {
       // The assembly was started by a fragment that disagrees with what keeps arriving (forged
       // or from a stale session), and more disagree than agree: start over. A genuine assembly
       // has many agreeing fragments, so scattered forgeries cannot throw it away.
@@ -334,6 +333,11 @@ export class MulticastReceiver {
       if (this.#busy.size >= this.o.maxBacklog) { a.discard(); return; } // disk behind: NACK it later
       void this.#accept(h.index, a.assemble(), a.frameLength, 'multicast');
     }
+  }
+
+  /** Whether a DATA header's fragments fit its chunk's largest possible frame (asked only when an assembly (re)starts). */
+  #fits(h: Header): boolean {
+    return h.fragCount * h.fragSize <= compressBound((this.#table[h.index] as ChunkEntry).length) + h.fragSize;
   }
 
   /**

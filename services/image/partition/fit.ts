@@ -9,6 +9,7 @@
 //   backup header    MyLBA = last LBA, AlternateLBA = 1, PartitionEntryLBA = the backup array
 //   old backup       its header sector and array (outside every partition by the GPT rules) zeroed
 //   protective MBR   the 0xEE entry's size grown to cover the disk (capped at 2^32 − 1 sectors)
+import type { FileHandle } from 'node:fs/promises';
 import { RackcastError } from '../../errors.ts';
 import { decodeGptHeader, decodeGptEntries, encodeGptHeader } from './gpt.ts';
 import { MBR_ENTRIES_OFFSET, MBR_ENTRY_SIZE, MBR_TYPE_GPT_PROTECTIVE } from './mbr.ts';
@@ -16,6 +17,22 @@ import { MBR_ENTRIES_OFFSET, MBR_ENTRY_SIZE, MBR_TYPE_GPT_PROTECTIVE } from './m
 export interface SectorIo {
   read(offset: number, length: number): Promise<Buffer>;
   write(offset: number, data: Buffer): Promise<void>;
+}
+
+/** Sector I/O on an open file or device (`path` names it in errors): a short read is an error, writes loop until done. */
+export function handleIo(fh: FileHandle, path: string): SectorIo {
+  return {
+    read: async (offset, length) => {
+      const b = Buffer.alloc(length);
+      const { bytesRead } = await fh.read(b, 0, length, offset);
+      if (bytesRead !== length) throw new RackcastError('RC_ERR_IO', `short read at ${offset} of ${path}`, { path, offset });
+      return b;
+    },
+    write: async (offset, data) => {
+      let done = 0;
+      while (done < data.length) done += (await fh.write(data, done, data.length - done, offset + done)).bytesWritten;
+    },
+  };
 }
 
 export interface FitResult { moved: boolean; reason: string; oldLastLba?: bigint; newLastLba?: bigint; lastUsableLba?: bigint }

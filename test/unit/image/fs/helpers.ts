@@ -4,10 +4,11 @@
 // and readers over files.
 import { expect } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Range, ReadAt } from '../../../../services/image/fs/index.ts';
+import { applyFixups, decodeNtfsBoot, recordAttributes } from '../../../../services/image/fs/ntfs.ts';
 
 import { MiB, sh } from '../../../helpers/disks.ts';
 export { MiB, sh, hasTool } from '../../../helpers/disks.ts';
@@ -276,4 +277,22 @@ export function expectMarkersCovered(img: string, ranges: readonly Range[], file
     expect(at.length).toBeGreaterThan(0); // the data is still on disk …
     expect(at.filter((o) => covered(ranges, o))).toEqual([]); // … but not in the image
   }
+}
+
+/**
+ * Mark an NTFS volume (a file) dirty the way Windows does: the $VOLUME_INFORMATION flags of MFT
+ * record 3 get VOLUME_IS_DIRTY (the MFT is contiguous on a fresh mkntfs volume).
+ */
+export function markNtfsDirty(path: string): void {
+  const disk = readFileSync(path);
+  const boot = decodeNtfsBoot(disk.subarray(0, 512), disk.length);
+  const at = boot.mftLcn * boot.clusterSize + 3 * boot.recordSize;
+  const rec = Buffer.from(disk.subarray(at, at + boot.recordSize));
+  applyFixups(rec, 'record 3');
+  const vi = recordAttributes(rec, 'record 3').find((x) => x.type === 0x70);
+  if (!vi) throw new Error('no $VOLUME_INFORMATION');
+  const flags = vi.offset + rec.readUInt16LE(vi.offset + 0x14) + 10;
+  expect(flags % 512).not.toBe(510); // not under a fixup
+  const fd = openSync(path, 'r+');
+  try { writeSync(fd, Buffer.from([1, 0]), 0, 2, at + flags); } finally { closeSync(fd); }
 }

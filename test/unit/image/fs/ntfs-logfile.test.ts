@@ -9,7 +9,7 @@ import { closeSync, copyFileSync, openSync, readFileSync, rmSync, writeFileSync,
 import { join } from 'node:path';
 import { allocationFor, type Allocation } from '../../../../services/image/fs/index.ts';
 import { applyFixups, checkLogFile, decodeNtfsBoot, decodeRuns, recordAttributes, type LogVerdict } from '../../../../services/image/fs/ntfs.ts';
-import { MiB, fileReader, fileSet, hasTool, makeNtfs, sh, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
+import { MiB, fileReader, fileSet, hasTool, makeNtfs, markNtfsDirty, sh, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
 
 const tools = hasTool('mkntfs') && hasTool('ntfscp') && hasTool('ntfsinfo') && hasTool('ntfscat') && hasTool('ntfstruncate');
 const d = tools ? describe : describe.skip;
@@ -287,17 +287,7 @@ d('NTFS $LogFile: unclean journals are captured raw unless forced', () => {
 
   it('dirty $Volume and unclean journal: the dirty reason first; force names both', async () => {
     const vol = withPages([[0, restartPage(log.dataSize, { inUse: 0, flags: 0 })]]);
-    const disk = readFileSync(vol);
-    const boot = decodeNtfsBoot(disk.subarray(0, 512), disk.length);
-    const at = boot.mftLcn * boot.clusterSize + 3 * boot.recordSize;
-    const rec = Buffer.from(disk.subarray(at, at + boot.recordSize));
-    applyFixups(rec, 'record 3');
-    const vi = recordAttributes(rec, 'record 3').find((x) => x.type === 0x70);
-    if (!vi) throw new Error('no $VOLUME_INFORMATION');
-    const flags = vi.offset + rec.readUInt16LE(vi.offset + 0x14) + 10;
-    const fd = openSync(vol, 'r+');
-    writeSync(fd, Buffer.from([1, 0]), 0, 2, at + flags);
-    closeSync(fd);
+    markNtfsDirty(vol);
     expect((await alloc(vol)).reason).toMatch(/marked dirty/);
     const forced = await alloc(vol, true);
     expectBitmap(forced);

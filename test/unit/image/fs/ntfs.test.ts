@@ -7,7 +7,7 @@ import { closeSync, copyFileSync, openSync, readFileSync, rmSync, writeSync } fr
 import { join } from 'node:path';
 import { allocationFor, type Allocation } from '../../../../services/image/fs/index.ts';
 import { applyFixups, decodeNtfsBoot, recordAttributes } from '../../../../services/image/fs/ntfs.ts';
-import { MiB, fileReader, fileSet, hasTool, makeNtfs, partcloneUsed, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
+import { MiB, fileReader, fileSet, hasTool, makeNtfs, markNtfsDirty, partcloneUsed, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
 
 const tools = hasTool('mkntfs') && hasTool('ntfscp') && hasTool('ntfstruncate') && hasTool('partclone.ntfs');
 const d = tools ? describe : describe.skip;
@@ -57,26 +57,10 @@ d('NTFS special cases', () => {
     base = await alloc(img);
   });
 
-  /** Offset in the image of the $VOLUME_INFORMATION flags (the MFT is contiguous on a fresh volume). */
-  function volumeFlagsOffset(): number {
-    const disk = readFileSync(img);
-    const boot = decodeNtfsBoot(disk.subarray(0, 512), disk.length);
-    const at = boot.mftLcn * boot.clusterSize + 3 * boot.recordSize;
-    const rec = Buffer.from(disk.subarray(at, at + boot.recordSize));
-    applyFixups(rec, 'record 3');
-    const vi = recordAttributes(rec, 'record 3').find((x) => x.type === 0x70);
-    if (!vi) throw new Error('no $VOLUME_INFORMATION');
-    const flags = vi.offset + rec.readUInt16LE(vi.offset + 0x14) + 10;
-    expect(flags % 512).not.toBe(510); // not under a fixup
-    return at + flags;
-  }
-
   it('refuses a volume marked dirty unless forced', async () => {
     const dirty = join(work, 'dirty.img');
     copyFileSync(img, dirty);
-    const fd = openSync(dirty, 'r+');
-    writeSync(fd, Buffer.from([1, 0]), 0, 2, volumeFlagsOffset());
-    closeSync(fd);
+    markNtfsDirty(dirty);
     const a = await alloc(dirty);
     expect(a.policy).toBe('raw');
     expect(a.reason).toMatch(/dirty.*cannot be trusted/);
