@@ -2,15 +2,13 @@
 // task token, rotation), 400 with a message naming the field, 404/409, and every route working on
 // a real store with a real (small) image; /metrics, /docs, /reports; boot policy and disk pins.
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import type { FastifyInstance, InjectOptions } from 'fastify';
-import { buildApp } from '../../../appliance/http/app.ts';
 import { Store } from '../../../appliance/store/db.ts';
-import { ensureAdminToken, rotateAdminToken } from '../../../appliance/api/auth.ts';
-import { ImageStore, captureImage } from '../../../services/image/index.ts';
+import { rotateAdminToken } from '../../../appliance/api/auth.ts';
+import { ImageStore } from '../../../services/image/index.ts';
 import { prng } from '../../helpers/disks.ts';
+import { apiApp, type ApiApp } from './api-app.ts';
 
 let dir: string;
 let store: Store;
@@ -20,24 +18,14 @@ const A = '52:54:00:00:01:0a';
 const B = '52:54:00:00:01:0b';
 const C = '52:54:00:00:01:0c';
 
+let fixture: ApiApp;
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'rc-test-api-'));
-  const disk = join(dir, 'disk.img');
   const b = Buffer.alloc(4 << 20);
   prng(3, 1 << 20).copy(b, 1 << 20);
-  writeFileSync(disk, b);
-  await captureImage({ store: ImageStore.open(dir), source: disk, name: 'web', blockSize: 1 << 20 });
-  await captureImage({ store: ImageStore.open(dir), source: disk, name: 'old', blockSize: 1 << 20 });
-  token = ensureAdminToken(dir).token;
-  store = Store.open(dir);
-  app = buildApp({ store, images: ImageStore.open(dir), dataDir: dir, baseUrl: 'http://10.0.0.1:8080', unknown: 'ignore' });
-  await app.ready();
+  fixture = await apiApp('api', b, ['web', 'old']);
+  ({ dir, store, app, token } = fixture);
 });
-afterAll(async () => {
-  await app.close();
-  store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(async () => { await fixture.close(); });
 
 const api = (method: InjectOptions['method'], url: string, payload?: unknown, tok: string | null = token) =>
   app.inject({ method, url, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}), headers: tok ? { authorization: `Bearer ${tok}` } : {} });

@@ -2,17 +2,12 @@
 // stored, refused for other kinds (400 naming the option), copied to a cron task's children,
 // and handed to the client in its hello reply only when set.
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
-import { buildApp } from '../../../appliance/http/app.ts';
 import { Store } from '../../../appliance/store/db.ts';
-import { ensureAdminToken } from '../../../appliance/api/auth.ts';
 import { checkDeployOptions } from '../../../appliance/tasks.ts';
-import { ImageStore, captureImage } from '../../../services/image/index.ts';
 import { isRackcastError } from '../../../services/errors.ts';
 import { prng } from '../../helpers/disks.ts';
+import { apiApp, type ApiApp } from './api-app.ts';
 
 let dir: string;
 let store: Store;
@@ -22,23 +17,14 @@ const A = '52:54:00:00:07:0a';
 const B = '52:54:00:00:07:0b';
 const C = '52:54:00:00:07:0c';
 
+let fixture: ApiApp;
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'rc-test-deployopts-'));
-  const disk = join(dir, 'disk.img');
   const b = Buffer.alloc(2 << 20);
   prng(5, 1 << 20).copy(b, 0);
-  writeFileSync(disk, b);
-  await captureImage({ store: ImageStore.open(dir), source: disk, name: 'web', blockSize: 1 << 20 });
-  token = ensureAdminToken(dir).token;
-  store = Store.open(dir);
-  app = buildApp({ store, images: ImageStore.open(dir), dataDir: dir, baseUrl: 'http://10.0.0.1:8080', unknown: 'ignore' });
-  await app.ready();
+  fixture = await apiApp('deployopts', b, ['web']);
+  ({ dir, store, app, token } = fixture);
 });
-afterAll(async () => {
-  await app.close();
-  store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(async () => { await fixture.close(); });
 
 const api = (method: InjectOptions['method'], url: string, payload?: unknown) =>
   app.inject({ method, url, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}), headers: { authorization: `Bearer ${token}` } });
