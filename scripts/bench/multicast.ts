@@ -1,11 +1,14 @@
-// npm run bench -- multicast --receivers N --loss PCT --rate MBIT [--slow MIBPS] [--size-mb M] [--mtu N]
-//                             [--cold] [--bin PATH] [--only rackcast|udpcast] [--unzstd] [--json]
+// npm run bench -- multicast --receivers N[,N2…] --loss PCT --rate MBIT [--slow MIBPS] [--size-mb M] [--mtu N]
+//                             [--cold] [--bin PATH] [--only rackcast|udpcast] [--unzstd] [--target-dir DIR] [--json]
 //
 // rackcast against udpcast (Debian's udp-sender/udp-receiver) on the same namespace lab, in one
 // run, carrying the same compressed bytes (the image's chunk frames; udpcast gets them
 // concatenated into one file). Every receiver's link (its bridge port) is limited to MBIT with tc
 // tbf; --loss drops that share of UDP arriving at every receiver (nftables); --slow limits
-// receiver 1's link to MIBPS MiB/s instead. Both senders are told 97% of the link rate.
+// receiver 1's link to MIBPS MiB/s instead, and the same N run without it first gives the
+// others' slowdown (othersSeconds with the slow receiver / seconds without it − 1, per tool).
+// A list of receiver counts (--receivers 1,8) runs each in turn and adds scaling: T(last)/T(first)
+// per tool. Both senders are told 97% of the link rate.
 // The clock starts when the sender is started, once every receiver is ready (listening and idle),
 // as on a rack whose machines have booted and wait; --cold starts the sender 300 ms after the
 // receivers instead, so their start-up (node, module loading, worker threads) falls inside the
@@ -20,7 +23,7 @@
 // Prints one JSON object (--json) or a readable summary. Bounded: every transfer has a time limit.
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Lab } from '../lab/netns.ts';
@@ -31,19 +34,30 @@ import { hostCpu, killAll, sampleUsr, spawnIn, txBytes, waitReady } from './mcas
 const { values: a } = parseArgs({ options: {
   receivers: { type: 'string', default: '3' }, loss: { type: 'string', default: '0' }, rate: { type: 'string', default: '300' },
   slow: { type: 'string' }, 'size-mb': { type: 'string', default: '256' }, mtu: { type: 'string', default: '1500' }, json: { type: 'boolean' },
-  only: { type: 'string' }, cold: { type: 'boolean' }, bin: { type: 'string' }, unzstd: { type: 'boolean' },
+  only: { type: 'string' }, cold: { type: 'boolean' }, 'target-dir': { type: 'string' }, bin: { type: 'string' }, unzstd: { type: 'boolean' },
 } });
-const N = Number(a.receivers);
+const Ns = String(a.receivers).split(',').map(Number);
+if (!Ns.length || Ns.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) throw new Error('--receivers: receiver counts from 1 to 16, comma-separated');
 const lossPct = Number(a.loss);
 const rateMbit = Number(a.rate);
 const mtu = Number(a.mtu);
-const slow = a.slow === undefined ? undefined : Number(a.slow);
+const slowArg = a.slow === undefined ? undefined : Number(a.slow);
 const BIN = resolve(a.bin ?? resolve(import.meta.dirname, '..', '..', 'bin', 'rackcast.js'));
-const LIMIT_S = 600;
+// every transfer's time limit: ten times the clean wire time over the slowest link, at least 60 s
+// (set once the image is built)
+let LIMIT_S = 600;
 const work = mkdtempSync(join(tmpdir(), 'rc-bench-mcast-'));
+// The receivers' targets: every machine of a rack has its own disk, but the lab's N receivers
+// would share this box's one disk, and flushing N targets to it at the end grew with N (8
+// receivers: 0.4–0.8 s of sync each instead of 0.15 s). So targets live in RAM (tmpfs) unless
+// --target-dir says otherwise; both tools write and sync their targets there.
+const targets = mkdtempSync(join(a['target-dir'] ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir()), 'rc-bench-mcast-'));
 const say = (s: string): void => { if (!a.json) console.log(s); else process.stderr.write(s + '\n'); };
 
-function makeLab(): Lab {
+/** One configuration: how many receivers, and receiver 1's link in MiB/s if it is the slow one. */
+interface Setup { N: number; slow: number | undefined }
+
+function makeLab({ N, slow }: Setup): Lab {
   const lab = new Lab({ hosts: N + 1, mtu });
   for (let i = 1; i <= N; i++) {
     lab.rateLimit(i, i === 1 && slow !== undefined ? slow * 8 * 1.048576 : rateMbit);
@@ -64,7 +78,7 @@ interface Result {
  * Receivers are started; start the clock when all are ready (or 300 ms later with --cold).
  * Resolves with the CPU seconds each receiver host has used so far.
  */
-async function receiversStarted(lab: Lab): Promise<number[]> {
+async function receiversStarted(lab: Lab, N: number): Promise<number[]> {
   if (a.cold) await new Promise((r) => setTimeout(r, 300));
   else await Promise.all(Array.from({ length: N }, (_, k) => waitReady(lab, k + 1, 60)));
   return Array.from({ length: N }, (_, k) => hostCpu(lab, k + 1));
@@ -74,12 +88,13 @@ function cpuOf(sender: { cpu: number }, receivers: { cpu: number }[], before: nu
   return { sender: sender.cpu, receivers: receivers.map((o) => o.cpu), receiversTimed: receivers.map((o, k) => o.cpu - (before[k] as number)) };
 }
 
-async function rackcast(store: string, expect: Buffer): Promise<Result> {
-  const lab = makeLab();
+async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Result> {
+  const { N } = setup;
+  const lab = makeLab(setup);
   try {
-    const rx = Array.from({ length: N }, (_, k) => spawnIn(lab, k + 1, process.execPath, [BIN, 'mcast', 'receive', '--interface', 'eth0', '--target', join(work, `rc-out-${k + 1}.img`),
+    const rx = Array.from({ length: N }, (_, k) => spawnIn(lab, k + 1, process.execPath, [BIN, 'mcast', 'receive', '--interface', 'eth0', '--target', join(targets, `rc-out-${k + 1}.img`),
       '--fallback', '30', '--json'], LIMIT_S));
-    const cpu0 = await receiversStarted(lab);
+    const cpu0 = await receiversStarted(lab, N);
     const tx0 = txBytes(lab, 0);
     const t0 = performance.now();
     const tx = spawnIn(lab, 0, process.execPath, [BIN, 'mcast', 'send', 'bench', '--interface', 'eth0', '--store', store, '--min-receivers', String(N),
@@ -89,29 +104,30 @@ async function rackcast(store: string, expect: Buffer): Promise<Result> {
     const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number });
     const s = await tx;
     const seconds = Math.max(...ends);
-    const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number };
-    const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(work, `rc-out-${k + 1}.img`)).equals(expect)).every(Boolean);
+    const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number; lagRepairPackets: number; since: { ready: number; go: number } };
+    const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(targets, `rc-out-${k + 1}.img`)).equals(expect)).every(Boolean);
     return { seconds, perReceiver: ends, bitExact, wireBytes: txBytes(lab, 0) - tx0, extraBytesPct: report.extraBytesPct,
-      cpu: cpuOf(s, outs, cpu0), receiverTimes: reports.map((x) => x.times), receiverPackets: reports.map((x) => x.dataPackets), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets } };
-  } finally { await lab.destroy(); }
+      cpu: cpuOf(s, outs, cpu0), receiverTimes: reports.map((x) => x.times), receiverPackets: reports.map((x) => x.dataPackets), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, readyAt: report.since.ready, goAt: report.since.go } };
+  } finally { killAll(); await lab.destroy(); }
 }
 
-async function udpcast(file: string, expect: Buffer): Promise<Result> {
-  const lab = makeLab();
+async function udpcast(setup: Setup, file: string, expect: Buffer): Promise<Result> {
+  const { N } = setup;
+  const lab = makeLab(setup);
   try {
     // the same durability as rackcast's receivers, which fsync the target before they report done
     const pipe = a.unzstd ? ` --pipe 'zstd -d -q'` : '';
-    const rx = Array.from({ length: N }, (_, k) => spawnIn(lab, k + 1, 'sh', ['-c', `udp-receiver --interface eth0 --file ${join(work, `uc-out-${k + 1}`)}${pipe} --nokbd --no-progress && sync ${join(work, `uc-out-${k + 1}`)}`], LIMIT_S));
-    const cpu0 = await receiversStarted(lab);
+    const rx = Array.from({ length: N }, (_, k) => spawnIn(lab, k + 1, 'sh', ['-c', `udp-receiver --interface eth0 --file ${join(targets, `uc-out-${k + 1}`)}${pipe} --nokbd --no-progress && sync ${join(targets, `uc-out-${k + 1}`)}`], LIMIT_S));
+    const cpu0 = await receiversStarted(lab, N);
     const tx0 = txBytes(lab, 0);
     const t0 = performance.now();
     const tx = spawnIn(lab, 0, 'udp-sender', ['--interface', 'eth0', '--file', file, '--min-receivers', String(N), '--max-bitrate', `${Math.round(rateMbit * 0.97)}m`, '--nokbd', '--no-progress'], LIMIT_S);
     const ends: number[] = [];
     const outs = await Promise.all(rx.map((p, k) => p.then((o) => { ends[k] = (performance.now() - t0) / 1000; return o; })));
     const s = await tx;
-    const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(work, `uc-out-${k + 1}`)).equals(expect)).every(Boolean);
+    const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(targets, `uc-out-${k + 1}`)).equals(expect)).every(Boolean);
     return { seconds: Math.max(...ends), perReceiver: ends, bitExact, wireBytes: txBytes(lab, 0) - tx0, cpu: cpuOf(s, outs, cpu0) };
-  } finally { await lab.destroy(); }
+  } finally { killAll(); await lab.destroy(); }
 }
 
 try {
@@ -133,28 +149,63 @@ try {
   // whatever the MTU) behind a 16-byte header: a 20 MiB clean transfer in the lab sent 14,404 data
   // frames of 1514 bytes plus 140 small control frames, matching that framing.
   const perPkt = (payload: number, hdr: number): number => Math.ceil(bytes / payload) * (payload + hdr + 28 + 14);
-  say(`image: ${(bytes / 1e6).toFixed(1)} MB of zstd frames; ${N} receivers, link ${rateMbit} Mbit/s, loss ${lossPct}%${slow !== undefined ? `, receiver 1 limited to ${slow} MiB/s` : ''}, MTU ${mtu}`);
+  LIMIT_S = Math.max(60, Math.ceil(10 * bytes / (Math.min(rateMbit, slowArg !== undefined ? slowArg * 8.388608 : rateMbit) * 125000)));
   const runR = a.only !== 'udpcast';
   const runU = a.only !== 'rackcast';
-  const r = runR ? await rackcast(store, diskBytes) : undefined;
-  if (r) say(`rackcast: ${r.seconds.toFixed(2)} s`);
-  const u = runU ? await udpcast(frames, a.unzstd ? diskBytes : framesBytes) : undefined;
-  if (u) say(`udpcast:  ${u.seconds.toFixed(2)} s`);
   const rateBps = rateMbit * 1e6 / 8;
-  const others = (x: Result): number => (slow !== undefined ? Math.max(...x.perReceiver.slice(1)) : x.seconds);
-  const out = {
-    receivers: N, lossPct, rateMbit, mtu, bytes, slowMiBps: slow ?? null,
-    rackcast: r && { seconds: r.seconds, efficiency: bytes / (r.seconds * rateBps), extraBytesPct: r.extraBytesPct,
-      wireExtraPct: (r.wireBytes / perPkt(mtu - 52, 24) - 1) * 100, bitExact: r.bitExact, perReceiver: r.perReceiver, othersSeconds: others(r), cpu: r.cpu, receiverPackets: r.receiverPackets, sender: r.sender, receiverTimes: r.receiverTimes },
-    udpcast: u && { seconds: u.seconds, efficiency: bytes / (u.seconds * rateBps), extraBytesPct: (u.wireBytes / perPkt(1456, 16) - 1) * 100,
-      bitExact: u.bitExact, perReceiver: u.perReceiver, othersSeconds: others(u), cpu: u.cpu },
-    ratio: r && u ? r.seconds / u.seconds : null,
-    othersRatio: r && u && slow !== undefined ? others(r) / others(u) : null,
-    start: a.cold ? 'cold' : 'ready', bin: BIN, udpcastDecompresses: a.unzstd === true,
-    machine: { nproc: Number(execFileSync('nproc').toString()), loadavg: loadavg() },
+  // a rival that fails or hangs (udpcast has, with a slow receiver and loss) is reported, not fatal
+  const one = async (setup: Setup): Promise<{ r?: Result; u?: Result; uFailed?: string }> => {
+    const { N, slow } = setup;
+    say(`image: ${(bytes / 1e6).toFixed(1)} MB of zstd frames; ${N} receivers, link ${rateMbit} Mbit/s, loss ${lossPct}%${slow !== undefined ? `, receiver 1 limited to ${slow} MiB/s` : ''}, MTU ${mtu}`);
+    const r = runR ? await rackcast(setup, store, diskBytes) : undefined;
+    if (r) say(`rackcast: ${r.seconds.toFixed(2)} s`);
+    let u: Result | undefined;
+    let uFailed: string | undefined;
+    try {
+      u = runU ? await udpcast(setup, frames, a.unzstd ? diskBytes : framesBytes) : undefined;
+    } catch (e) {
+      uFailed = (e as Error).message;
+      killAll();
+    }
+    if (u) say(`udpcast:  ${u.seconds.toFixed(2)} s`);
+    if (uFailed) say(`udpcast failed: ${uFailed}`);
+    return { ...(r ? { r } : {}), ...(u ? { u } : {}), ...(uFailed ? { uFailed } : {}) };
   };
+  const report = async (N: number): Promise<object> => {
+    // with --slow: the same receivers at full speed first, the baseline of the others' slowdown
+    const base = slowArg !== undefined ? await one({ N, slow: undefined }) : undefined;
+    const { r, u, uFailed } = await one({ N, slow: slowArg });
+    const others = (x: Result): number => (slowArg !== undefined ? Math.max(...x.perReceiver.slice(1)) : x.seconds);
+    const slowdown = (x: Result | undefined, b: Result | undefined): number | null => (x && b ? (others(x) / b.seconds - 1) * 100 : null);
+    return {
+      receivers: N, lossPct, rateMbit, mtu, bytes, slowMiBps: slowArg ?? null,
+      rackcast: r && { seconds: r.seconds, efficiency: bytes / (r.seconds * rateBps), extraBytesPct: r.extraBytesPct,
+        wireExtraPct: (r.wireBytes / perPkt(mtu - 52, 24) - 1) * 100, bitExact: r.bitExact, perReceiver: r.perReceiver, othersSeconds: others(r),
+        ...(base ? { baselineSeconds: base.r?.seconds ?? null, othersSlowdownPct: slowdown(r, base.r) } : {}),
+        cpu: r.cpu, receiverPackets: r.receiverPackets, sender: r.sender, receiverTimes: r.receiverTimes },
+      udpcast: u && { seconds: u.seconds, efficiency: bytes / (u.seconds * rateBps), extraBytesPct: (u.wireBytes / perPkt(1456, 16) - 1) * 100,
+        bitExact: u.bitExact, perReceiver: u.perReceiver, othersSeconds: others(u),
+        ...(base ? { baselineSeconds: base.u?.seconds ?? null, othersSlowdownPct: slowdown(u, base.u) } : {}), cpu: u.cpu },
+      ...(uFailed ? { udpcastFailed: uFailed } : {}),
+      ratio: r && u ? r.seconds / u.seconds : null,
+      othersRatio: r && u && slowArg !== undefined ? others(r) / others(u) : null,
+      start: a.cold ? 'cold' : 'ready', bin: BIN, udpcastDecompresses: a.unzstd === true,
+      machine: { nproc: Number(execFileSync('nproc').toString()), loadavg: loadavg() },
+    };
+  };
+  const runs: object[] = [];
+  for (const N of Ns) runs.push(await report(N));
+  let out: object = runs[0] as object;
+  if (runs.length > 1) {
+    type Run = { receivers: number; rackcast?: { seconds: number }; udpcast?: { seconds: number } };
+    const [f, l] = [runs[0] as Run, runs[runs.length - 1] as Run];
+    const scale = (k: 'rackcast' | 'udpcast'): number | null => (f[k] && l[k] ? (l[k] as { seconds: number }).seconds / (f[k] as { seconds: number }).seconds : null);
+    out = { runs, scaling: { from: f.receivers, to: l.receivers, rackcast: scale('rackcast'), udpcast: scale('udpcast') } };
+    say(`T(${l.receivers})/T(${f.receivers}): rackcast ${scale('rackcast')?.toFixed(2) ?? '-'}, udpcast ${scale('udpcast')?.toFixed(2) ?? '-'}`);
+  }
   console.log(a.json ? JSON.stringify(out) : JSON.stringify(out, null, 2));
 } finally {
   killAll();
   rmSync(work, { recursive: true, force: true });
+  rmSync(targets, { recursive: true, force: true });
 }

@@ -3,7 +3,9 @@
 // sender merges those NACKs into a repair queue that is served before new data. Late joiners and
 // rebooted receivers NACK everything they lack and are served by the same queue. Every datagram
 // is paced by a token bucket; the rate adapts to receivers' reported socket drops, and a receiver
-// that cannot keep up is told to continue over HTTP instead of slowing the group.
+// that cannot keep up is told to continue over HTTP instead of slowing the group. Until then, the
+// repairs that only lagging receivers asked for wait behind the first pass, so that a slow link
+// or host does not take the group's link time (docs/decisions.md, "A slow receiver").
 // Delta receivers declare (WANT) which chunks they still need after comparing their targets; the
 // first pass sends only chunks some receiver still needs, a receiver that has not declared counting
 // as needing everything (docs/decisions.md, "Delta inside a multicast session").
@@ -22,6 +24,12 @@ import { Pacer } from './pacer.ts';
 
 /** How many chunks verification may run ahead of the first pass (bounds the frame cache's churn). */
 const VERIFY_AHEAD = 32;
+/**
+ * Lag windows: every LAG_WINDOW_MS a receiver that NACKed more than a quarter of the fragments
+ * sent in the window (at least LAG_MIN_PACKETS of them) lags; below a twentieth it no longer does.
+ */
+const LAG_WINDOW_MS = 100;
+const LAG_MIN_PACKETS = 200;
 
 export const SENDER_DEFAULTS = {
   group: '239.255.77.1',
@@ -60,6 +68,8 @@ export interface ReceiverState {
   id: number; address: string; port: number; state: 'receiving' | 'done' | 'failed' | 'unicast' | 'lost' | 'replaced';
   have: number; total: number; written: number; backlog: number; drops: number; lastSeen: number; joinedAt: number; doneAt?: number;
   nackedFrags: number; slowStrikes: number;
+  /** in the last lag window it NACKed so much that its repairs wait behind the first pass */
+  lagging: boolean;
   /** delta receivers: comparing (or declared, WANT not all here yet), or declared; with the declaration's figures */
   delta?: 'comparing' | 'declared'; skippedBytes?: number; neededChunks?: number;
 }
@@ -67,6 +77,10 @@ export interface SessionReport {
   session: number; image: string; digest: string; reason: 'complete' | 'deadline' | 'aborted';
   seconds: number; firstPassSeconds: number; chunks: number; frameBytes: number; bytesSent: number; packetsSent: number; repairPackets: number;
   extraBytesPct: number; finalRateMbit: number; receivers: ReceiverState[]; malformed: number;
+  /** repair datagrams that only lagging receivers had asked for (sent after the first pass) */
+  lagRepairPackets: number;
+  /** seconds since this process started: sockets ready (first ANNOUNCE), and sending started */
+  since: { ready: number; go: number | null };
   /** first pass: chunks sent, and chunks (and their frame bytes) not sent because no receiver needed them */
   passChunks: number; skippedChunks: number; skippedBytes: number;
 }
@@ -75,7 +89,7 @@ export class MulticastSender extends EventEmitter {
   readonly session = randomInt(1, 0xffffffff);
   readonly o: typeof SENDER_DEFAULTS & SenderOptions;
   readonly receivers = new Map<number, ReceiverState>();
-  readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, malformed: 0, nacks: 0, foreign: 0, wants: 0, passChunks: 0, skippedChunks: 0, skippedBytes: 0 };
+  readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, lagRepairPackets: 0, malformed: 0, nacks: 0, foreign: 0, wants: 0, passChunks: 0, skippedChunks: 0, skippedBytes: 0 };
   #sock?: Socket; // control: receivers' NACK/STATUS/WANT arrive here, CONTROL leaves from here
   #group?: Socket; // connected to the group: DATA, ANNOUNCE, END (no address lookup per datagram)
   #img?: OpenImage;
@@ -85,7 +99,8 @@ export class MulticastSender extends EventEmitter {
   #fragSize: number;
   #pass = 0; // next chunk of the first pass
   #repairs = new Map<number, Bits | 'all'>(); // insertion order = FIFO
-  #cur?: { index: number; frags: number[]; at: number; repair: boolean; frame: Buffer; count: number; sent: Float64Array };
+  #lagRepairs = new Map<number, Bits | 'all'>(); // asked for by lagging receivers only: after the pass
+  #cur?: { index: number; frags: number[]; at: number; repair: boolean; lag: boolean; frame: Buffer; count: number; sent: Float64Array };
   readonly #head: Header = { type: TYPE.DATA, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 };
   #lastSent = new Map<number, Float64Array>();
   #pacer: Pacer;
@@ -181,11 +196,13 @@ export class MulticastSender extends EventEmitter {
     this.#group = await this.#groupSocket();
     this.o.logger?.info({ session: this.session, image: this.o.image, chunks: this.#chunks.length, group: this.o.group, port: this.o.port }, 'multicast session ready');
     this.#t0 = performance.now();
+    const readyAt = this.#t0;
     const verifying = this.#verifyAhead();
     const waitStart = Date.now();
     let reason: SessionReport['reason'] = 'complete';
     let lastAnnounce = 0;
     let lastAdapt = Date.now();
+    let lastLag = Date.now();
     while (!this.#closed) {
       const now = Date.now();
       if (now - lastAnnounce >= this.o.announceMs) { lastAnnounce = now; this.#announce(); this.#expireReceivers(now); }
@@ -205,6 +222,7 @@ export class MulticastSender extends EventEmitter {
       if (this.#failure) break;
       if (this.o.deadlineMs > 0 && performance.now() - this.#t0 >= this.o.deadlineMs) { reason = 'deadline'; break; }
       if (now - lastAdapt >= 1000) { lastAdapt = now; this.#adapt(); }
+      if (now - lastLag >= LAG_WINDOW_MS) { lastLag = now; this.#lagCheck(); }
       if (this.#finished()) break;
       const sent = await this.#sendSome();
       if (!sent) {
@@ -228,7 +246,8 @@ export class MulticastSender extends EventEmitter {
       session: this.session, image: this.o.image, digest: img.digest, reason, seconds, firstPassSeconds: this.#passSeconds ?? seconds, chunks: this.#chunks.length, frameBytes,
       bytesSent: this.stats.bytesSent, packetsSent: this.stats.packetsSent, repairPackets: this.stats.repairPackets,
       extraBytesPct: due ? Math.max(0, (this.stats.bytesSent - due - this.stats.packetsSent * HEADER_LENGTH) / due * 100) : 0,
-      finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed,
+      finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed, lagRepairPackets: this.stats.lagRepairPackets,
+      since: { ready: readyAt / 1000, go: this.#started ? this.#t0 / 1000 : null },
       passChunks: this.stats.passChunks, skippedChunks: this.stats.skippedChunks, skippedBytes: this.stats.skippedBytes,
     };
     await this.close();
@@ -266,7 +285,7 @@ export class MulticastSender extends EventEmitter {
   }
 
   #announce(): void {
-    const idle = this.#started && this.#pass >= this.#chunks.length && this.#repairs.size === 0 && !this.#cur;
+    const idle = this.#started && this.#pass >= this.#chunks.length && this.#repairs.size === 0 && this.#lagRepairs.size === 0 && !this.#cur;
     this.#send(encodeAnnounce(this.session, {
       digest: Buffer.from((this.#img as OpenImage).digest.replace('sha256:', ''), 'hex'), chunks: this.#chunks.length,
       // chunks before `next` have been sent in full; the one in progress is not due yet
@@ -274,17 +293,33 @@ export class MulticastSender extends EventEmitter {
     }));
   }
 
-  /** Pick the next chunk to work on: repairs first, then the first pass. */
-  #nextWork(): { index: number; frags: number[]; repair: boolean } | undefined {
-    for (const [index, want] of this.#repairs) {
-      this.#repairs.delete(index);
+  /**
+   * Pick the next chunk to work on: repairs first, then the first pass, then the repairs only
+   * lagging receivers asked for.
+   */
+  #nextWork(): { index: number; frags: number[]; repair: boolean; lag: boolean } | undefined {
+    const repair = this.#takeRepair(this.#repairs, false);
+    if (repair) return repair;
+    const pass = this.#takePass();
+    if (pass) return pass;
+    // the pass may still wait for verification: lagging receivers' repairs fill that gap too
+    return this.#takeRepair(this.#lagRepairs, true);
+  }
+
+  #takeRepair(queue: Map<number, Bits | 'all'>, lag: boolean): { index: number; frags: number[]; repair: boolean; lag: boolean } | undefined {
+    for (const [index, want] of queue) {
+      queue.delete(index);
       const n = this.#fragCount(index);
       const frags = Array.from({ length: n }, (_, k) => k).filter((k) => want === 'all' || want.has(k));
       const recent = this.#lastSent.get(index);
       const now = performance.now();
       const fresh = recent ? frags.filter((k) => now - (recent[k] ?? 0) >= this.o.repairHoldMs) : frags;
-      if (fresh.length) return { index, frags: fresh, repair: true };
+      if (fresh.length) return { index, frags: fresh, repair: true, lag };
     }
+    return undefined;
+  }
+
+  #takePass(): { index: number; frags: number[]; repair: boolean; lag: boolean } | undefined {
     while (this.#pass < this.#verifiedUpTo) {
       const index = this.#pass++;
       if (!this.#needed(index)) {
@@ -293,7 +328,7 @@ export class MulticastSender extends EventEmitter {
         continue;
       }
       this.stats.passChunks++;
-      return { index, frags: Array.from({ length: this.#fragCount(index) }, (_, k) => k), repair: false };
+      return { index, frags: Array.from({ length: this.#fragCount(index) }, (_, k) => k), repair: false, lag: false };
     }
     return undefined;
   }
@@ -346,6 +381,7 @@ export class MulticastSender extends EventEmitter {
       c.sent[k] = now;
       const bytes = this.#sendFragment(c, k);
       if (c.repair) this.stats.repairPackets++;
+      if (c.lag) this.stats.lagRepairPackets++;
       budget -= bytes + 28;
       this.#pacer.spend(bytes + 28);
       any = true;
@@ -465,7 +501,7 @@ export class MulticastSender extends EventEmitter {
       for (const old of this.receivers.values()) {
         if (old.address === address && (old.state === 'receiving' || old.state === 'unicast' || old.state === 'lost')) { old.state = 'replaced'; this.emit('receiver-replaced', old); }
       }
-      r = { id, address, port, state: 'receiving', have: 0, total: this.#chunks.length, written: 0, backlog: 0, drops: 0, lastSeen: now, joinedAt: now, nackedFrags: 0, slowStrikes: 0 };
+      r = { id, address, port, state: 'receiving', have: 0, total: this.#chunks.length, written: 0, backlog: 0, drops: 0, lastSeen: now, joinedAt: now, nackedFrags: 0, slowStrikes: 0, lagging: false };
       this.receivers.set(id, r);
       this.o.logger?.info({ receiver: id.toString(16), address }, 'receiver joined');
       this.emit('join', r);
@@ -479,15 +515,45 @@ export class MulticastSender extends EventEmitter {
 
   #queueRepair(index: number, first: number, count: number, r: ReceiverState): void {
     if (index >= this.#chunks.length) { this.stats.malformed++; return; }
+    const queue = r.lagging ? this.#lagRepairs : this.#repairs;
     const n = this.#fragCount(index);
-    if (count === 0) { this.#repairs.set(index, 'all'); r.nackedFrags += n; return; }
+    if (count === 0) { queue.set(index, 'all'); r.nackedFrags += n; return; }
     if (first >= n) { this.stats.malformed++; return; }
-    const cur = this.#repairs.get(index);
+    const cur = queue.get(index);
+    r.nackedFrags += Math.min(n, first + count) - first;
     if (cur === 'all') return;
     const bits = cur ?? new Bits(n);
     for (let k = first; k < Math.min(n, first + count); k++) bits.set(k);
-    r.nackedFrags += Math.min(n, first + count) - first;
-    if (!cur) this.#repairs.set(index, bits);
+    if (!cur) queue.set(index, bits);
+  }
+
+  /**
+   * Every lag window: which receivers lag (NACKed over a quarter of what was sent in the window;
+   * random loss of a few percent is far below). Their repairs then wait behind the first pass,
+   * so one slow link or host does not hold the others back. Only a minority can lag: when most
+   * receivers NACK that much, the rate is too high for the group, and #adapt slows it down.
+   */
+  #lagWin = new Map<number, number>(); // nackedFrags at the start of the window, per receiver
+  #lagPackets = 0;
+  #lagCheck(): void {
+    const sent = this.stats.packetsSent - this.#lagPackets;
+    this.#lagPackets = this.stats.packetsSent;
+    const active = [...this.receivers.values()].filter((r) => r.state === 'receiving');
+    const lags = new Set<ReceiverState>();
+    for (const r of active) {
+      const nacked = r.nackedFrags - (this.#lagWin.get(r.id) ?? r.nackedFrags);
+      this.#lagWin.set(r.id, r.nackedFrags);
+      if (sent < LAG_MIN_PACKETS) { if (r.lagging) lags.add(r); continue; }
+      if (nacked > sent / 4 || (r.lagging && nacked >= sent / 20)) lags.add(r);
+    }
+    const minority = lags.size * 2 < active.length;
+    for (const r of this.receivers.values()) {
+      const lagging = minority && lags.has(r);
+      if (lagging !== r.lagging) {
+        r.lagging = lagging;
+        this.o.logger?.debug?.({ receiver: r.id.toString(16), address: r.address }, lagging ? 'receiver lags: its repairs wait behind the first pass' : 'receiver keeps up again');
+      }
+    }
   }
 
   #unicastTo(r: ReceiverState, buf: Buffer): void {
