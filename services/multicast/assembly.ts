@@ -4,6 +4,10 @@
 // Each fragment is copied into the frame buffer as it arrives (count × size bytes, taken at the
 // first fragment from a pool of reused buffers), so the datagram it came in dies young and a chunk
 // allocates nothing: see BufferPool. The receiver bounds how many bytes its assemblies may reserve.
+// PARITY datagrams (fec.ts) are kept per FEC block while it lacks fragments; once a block has as
+// many parities as it lacks fragments, they are rebuilt into the frame.
+import { FEC_K, blockRange, decodeBlock } from './fec.ts';
+
 export class Assembly {
   readonly index: number;
   readonly count: number;
@@ -12,7 +16,10 @@ export class Assembly {
   #frame: Uint8Array | undefined;
   #got: Uint8Array; // 1 per fragment present
   #have = 0;
+  #parity: Map<number, { j: number; data: Uint8Array }[]> | undefined; // per FEC block, not used yet
   frameLength = -1;
+  /** fragments rebuilt from parities */
+  rebuilt = 0;
 
   /** Without a pool (or if the pool's buffers are too small) the frame gets a buffer of its own. */
   constructor(index: number, count: number, fragSize: number, pool?: BufferPool) {
@@ -48,7 +55,55 @@ export class Assembly {
     this.#got[k] = 1;
     this.#have++;
     if (last) this.frameLength = k * fragSize + length;
+    else if (this.#parity?.size) this.#decode(Math.floor(k / FEC_K));
     return 'ok';
+  }
+
+  /**
+   * Add parity j of FEC block b (payload src[start, start + length)): kept while the block lacks
+   * fragments, used as soon as it has as many parities as missing fragments. 'useless' when the
+   * block lacks nothing, or nothing of the chunk is here yet (it is NACKed whole then).
+   */
+  addParity(b: number, j: number, count: number, fragSize: number, src: Uint8Array, start = 0, length = src.length - start): 'ok' | 'dup' | 'mismatch' | 'useless' {
+    const [first, end] = blockRange(b, count);
+    if (count !== this.count || fragSize !== this.fragSize || length !== fragSize || first >= end) {
+      this.mismatches++;
+      return 'mismatch';
+    }
+    if (!this.#frame) return 'useless';
+    let missing = 0;
+    for (let k = first; k < end; k++) if (!this.#got[k]) missing++;
+    if (missing === 0) return 'useless';
+    this.#parity ??= new Map();
+    const list = this.#parity.get(b) ?? [];
+    if (list.some((p) => p.j === j)) return 'dup';
+    list.push({ j, data: Uint8Array.from(src.subarray(start, start + length)) });
+    this.#parity.set(b, list);
+    this.#decode(b);
+    return 'ok';
+  }
+
+  /** Rebuild block b's missing fragments if enough parities are here. */
+  #decode(b: number): void {
+    const list = this.#parity?.get(b);
+    const frame = this.#frame;
+    if (!list || !frame) return;
+    const [first, end] = blockRange(b, this.count);
+    const fs = this.fragSize;
+    const sources: (Uint8Array | undefined)[] = [];
+    let missing = 0;
+    for (let k = first; k < end; k++) {
+      if (this.#got[k]) sources.push(frame.subarray(k * fs, (k + 1) * fs));
+      else { sources.push(undefined); missing++; }
+    }
+    if (missing > 0 && list.length < missing) return;
+    this.#parity?.delete(b);
+    for (const { index, data } of decodeBlock(fs, sources, list)) {
+      frame.set(data, (first + index) * fs);
+      this.#got[first + index] = 1;
+      this.#have++;
+      this.rebuilt++;
+    }
   }
 
   /**

@@ -21,6 +21,9 @@
 //
 //   STATUS byte 5 (was reserved; old senders ignore it): delta 0 none, 1 comparing its target
 //   with the manifest, 2 compared (its WANT is on the way). CONTROL command 3: WANT received.
+//   STATUS byte 6 (was reserved): capabilities, bit 0 = decodes PARITY datagrams (fec.ts); the
+//   sender codes repairs only for chunks that receivers with this bit alone asked for. Other bits
+//   are ignored (later capabilities).
 //
 //   WANT (delta receiver → sender, unicast, repeated until CONTROL 3 acknowledges it): the chunks
 //   it still needs after comparing its target, one bit per chunk, in parts of ≤ MAX_WANT_BITS
@@ -38,7 +41,7 @@ export interface Announce { digest: Buffer; chunks: number; next: number; rateKb
 export interface NackEntry { index: number; first: number; count: number }
 export interface Nack { receiver: number; entries: NackEntry[] }
 /** `delta` absent: not a delta receiver (0 on the wire) */
-export interface Status { receiver: number; state: 1 | 2 | 3 | 4; have: number; total: number; backlog: number; drops: number; written: number; delta?: 1 | 2 }
+export interface Status { receiver: number; state: 1 | 2 | 3 | 4; have: number; total: number; backlog: number; drops: number; written: number; delta?: 1 | 2; parity?: true }
 export interface Control { receiver: number; command: 1 | 2 | 3 }
 /** One part of a WANT: `needed` lists the chunks in [first, first + count) still needed. */
 export interface Want { receiver: number; chunks: number; first: number; count: number; skipped: number; needed: number[] }
@@ -113,6 +116,7 @@ export function encodeStatus(session: number, s: Status): Buffer {
   p.writeUInt32BE(s.receiver >>> 0, 0);
   p.writeUInt8(s.state, 4);
   p.writeUInt8(s.delta ?? 0, 5);
+  p.writeUInt8(s.parity ? 1 : 0, 6);
   p.writeUInt32BE(s.have, 8);
   p.writeUInt32BE(s.total, 12);
   p.writeUInt32BE(Math.min(s.backlog, 0xffffffff), 16);
@@ -132,7 +136,7 @@ export function decodeStatus(p: Uint8Array): Status {
   if (written > BigInt(Number.MAX_SAFE_INTEGER)) invalid('bytes written out of range', HEADER_LENGTH + 24);
   return {
     receiver: v.getUint32(0), state: state as Status['state'], have: v.getUint32(8), total: v.getUint32(12), backlog: v.getUint32(16), drops: v.getUint32(20), written: Number(written),
-    ...(delta ? { delta: delta as 1 | 2 } : {}),
+    ...(delta ? { delta: delta as 1 | 2 } : {}), ...(v.getUint8(6) & 1 ? { parity: true as const } : {}),
   };
 }
 

@@ -1,7 +1,8 @@
 // Multicast receiver: joins the group, learns the session from ANNOUNCE, reassembles chunks,
 // has each one decompressed and hash-checked against the signed manifest in a worker, and writes
 // it through DiskWriter (the same write path as `image restore`) at every block that uses it.
-// Missing fragments are NACKed after a randomized delay; if no multicast data arrives, or the
+// Missing fragments are NACKed after a randomized delay and come back as fragments or as PARITY
+// datagrams that rebuild them (fec.ts); if no multicast data arrives, or the
 // sender says so, the rest comes over HTTP (unicast fallback), verified the same way.
 // Delta mode: before it takes any data, the receiver hashes its target's blocks (image/delta.ts),
 // counts every chunk whose blocks all hold the right bytes as done, and tells the sender which
@@ -78,7 +79,7 @@ interface Loaded { manifest: Manifest; sig: SignatureFile; digest: string; url: 
 export class MulticastReceiver {
   readonly id = randomInt(1, 0xffffffff);
   readonly o: typeof RECEIVER_DEFAULTS & ReceiverOptions;
-  readonly stats = { viaMulticast: 0, viaUnicast: 0, rejected: 0, duplicates: 0, malformed: 0, foreign: 0, nacksSent: 0, dataPackets: 0, wantsSent: 0, ignoredComparing: 0 };
+  readonly stats = { viaMulticast: 0, viaUnicast: 0, rejected: 0, duplicates: 0, malformed: 0, foreign: 0, nacksSent: 0, dataPackets: 0, wantsSent: 0, ignoredComparing: 0, parityUsed: 0, parityUnused: 0, rebuilt: 0 };
   #data?: Socket;
   #ctl?: Socket;
   #session?: number;
@@ -298,6 +299,7 @@ export class MulticastReceiver {
   #onData(msg: Buffer, from: string): void {
     const h = this.#h; // reused: nothing is allocated per datagram on the way to its assembly
     try { decodeHeaderInto(msg, 0, h); } catch (e) { if (!isRackcastError(e)) throw e; this.stats.malformed++; return; }
+    if (h.type === TYPE.PARITY) { this.#onParity(h, msg); return; }
     if (h.type !== TYPE.DATA) { this.#onGroupMessage(h.type, h.session, msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength), from); return; }
     if (this.#session === undefined || h.session !== this.#session || !this.#have) { this.stats.foreign++; return; }
     if (this.#deltaState === DELTA.COMPARING) { this.stats.ignoredComparing++; return; }
@@ -328,11 +330,35 @@ export class MulticastReceiver {
     // to NACK. "Visibly" = 8 agreeing fragments, or a verified chunk (see #accept): random
     // forgeries practically never agree that often, so they cannot trigger premature NACKs.
     if (a.have >= 8 && h.index > this.#frontier) this.#frontier = h.index;
-    if (a.complete()) {
-      this.#dropAssembly(a);
-      if (this.#busy.size >= this.o.maxBacklog) { a.discard(); return; } // disk behind: NACK it later
-      void this.#accept(h.index, a.assemble(), a.frameLength, 'multicast');
-    }
+    if (a.complete()) this.#assembled(a);
+  }
+
+  /** A complete frame goes to verification and the disk (or is dropped and NACKed later if the disk is behind). */
+  #assembled(a: Assembly): void {
+    this.#dropAssembly(a);
+    this.stats.rebuilt += a.rebuilt;
+    if (this.#busy.size >= this.o.maxBacklog) { a.discard(); return; } // disk behind: NACK it later
+    void this.#accept(a.index, a.assemble(), a.frameLength, 'multicast');
+  }
+
+  /**
+   * A PARITY for a chunk being reassembled. One for a chunk not started is of no use (the chunk
+   * is NACKed whole); a forged one rebuilds garbage that the chunk's hash check rejects.
+   */
+  #onParity(h: Header, msg: Buffer): void {
+    if (this.#session === undefined || h.session !== this.#session || !this.#have) { this.stats.foreign++; return; }
+    if (this.#deltaState === DELTA.COMPARING) { this.stats.ignoredComparing++; return; }
+    this.stats.dataPackets++;
+    this.#lastData = Date.now();
+    if (h.index >= this.#table.length) { this.stats.malformed++; return; }
+    if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return; }
+    const a = this.#partial.get(h.index);
+    if (!a) { this.stats.parityUnused++; return; }
+    const r = a.addParity(h.fragIndex >>> 8, h.fragIndex & 0xff, h.fragCount, h.fragSize, msg, HEADER_LENGTH, h.payloadLength);
+    if (r === 'mismatch') { this.stats.malformed++; return; }
+    if (r !== 'ok') { this.stats.parityUnused++; return; }
+    this.stats.parityUsed++;
+    if (a.complete()) this.#assembled(a);
   }
 
   /** Whether a DATA header's fragments fit its chunk's largest possible frame (asked only when an assembly (re)starts). */
@@ -469,7 +495,7 @@ export class MulticastReceiver {
     }
     if (!this.#sender) return;
     const state = this.#done ? STATE.DONE : this.#mode === 'unicast' ? STATE.UNICAST : STATE.RECEIVING;
-    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written, ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
+    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written, parity: true, ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
   }
 
   #sendCtl(buf: Buffer): void {

@@ -6,6 +6,8 @@
 // that cannot keep up is told to continue over HTTP instead of slowing the group. Until then, the
 // repairs that only lagging receivers asked for wait behind the first pass, so that a slow link
 // or host does not take the group's link time (docs/decisions.md, "A slow receiver").
+// Repairs for a FEC block that several receivers lack different fragments of go out as PARITY
+// datagrams, as many as the receiver lacking most needs (fec.ts), not one fragment per loss.
 // Delta receivers declare (WANT) which chunks they still need after comparing their targets; the
 // first pass sends only chunks some receiver still needs, a receiver that has not declared counting
 // as needing everything (docs/decisions.md, "Delta inside a multicast session").
@@ -21,6 +23,7 @@ import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
 import { decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, TYPE, type Header } from './wire.ts';
 import { CONTROL, STATE, decodeNack, decodeStatus, decodeWant, encodeAnnounce, encodeControl, encodeEnd } from './messages.ts';
 import { Pacer } from './pacer.ts';
+import { FEC_K, FEC_MAX_PARITY, blockRange, codedBlocks, encodeParity } from './fec.ts';
 
 /** How many chunks verification may run ahead of the first pass (bounds the frame cache's churn). */
 const VERIFY_AHEAD = 32;
@@ -30,6 +33,8 @@ const VERIFY_AHEAD = 32;
  */
 const LAG_WINDOW_MS = 100;
 const LAG_MIN_PACKETS = 200;
+/** Work items ≥ this are parities: PARITY_CODE + block · 256 + parity id. */
+const PARITY_CODE = 0x10000;
 
 export const SENDER_DEFAULTS = {
   group: '239.255.77.1',
@@ -43,6 +48,9 @@ export const SENDER_DEFAULTS = {
   announceMs: 250,
   receiverTimeoutMs: 15000,
   repairHoldMs: 30, // a fragment re-sent less than this long ago is not re-sent for another NACK
+  // with several receivers, a chunk's repair waits this long after its first NACK, so that the
+  // others' NACKs for it (sent on their own timers) arrive and one set of parities serves them all
+  repairCoalesceMs: 40,
   verify: true,
   // once sending may start, wait at most this long for delta receivers still comparing their
   // targets (only when every receiver is a delta receiver: otherwise everything is needed anyway)
@@ -70,6 +78,8 @@ export interface ReceiverState {
   nackedFrags: number; slowStrikes: number;
   /** in the last lag window it NACKed so much that its repairs wait behind the first pass */
   lagging: boolean;
+  /** its STATUS says it decodes PARITY datagrams */
+  parity: boolean;
   /** delta receivers: comparing (or declared, WANT not all here yet), or declared; with the declaration's figures */
   delta?: 'comparing' | 'declared'; skippedBytes?: number; neededChunks?: number;
 }
@@ -79,6 +89,8 @@ export interface SessionReport {
   extraBytesPct: number; finalRateMbit: number; receivers: ReceiverState[]; malformed: number;
   /** repair datagrams that only lagging receivers had asked for (sent after the first pass) */
   lagRepairPackets: number;
+  /** PARITY datagrams sent, and the fragments NACKed for blocks that got parities instead */
+  parityPackets: number; codedFragments: number;
   /** seconds since this process started: sockets ready (first ANNOUNCE), and sending started */
   since: { ready: number; go: number | null };
   /** first pass: chunks sent, and chunks (and their frame bytes) not sent because no receiver needed them */
@@ -89,7 +101,7 @@ export class MulticastSender extends EventEmitter {
   readonly session = randomInt(1, 0xffffffff);
   readonly o: typeof SENDER_DEFAULTS & SenderOptions;
   readonly receivers = new Map<number, ReceiverState>();
-  readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, lagRepairPackets: 0, malformed: 0, nacks: 0, foreign: 0, wants: 0, passChunks: 0, skippedChunks: 0, skippedBytes: 0 };
+  readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, lagRepairPackets: 0, parityPackets: 0, codedFragments: 0, malformed: 0, nacks: 0, foreign: 0, wants: 0, passChunks: 0, skippedChunks: 0, skippedBytes: 0 };
   #sock?: Socket; // control: receivers' NACK/STATUS/WANT arrive here, CONTROL leaves from here
   #group?: Socket; // connected to the group: DATA, ANNOUNCE, END (no address lookup per datagram)
   #img?: OpenImage;
@@ -98,8 +110,11 @@ export class MulticastSender extends EventEmitter {
   #frameBytes = 0;
   #fragSize: number;
   #pass = 0; // next chunk of the first pass
-  #repairs = new Map<number, Bits | 'all'>(); // insertion order = FIFO
-  #lagRepairs = new Map<number, Bits | 'all'>(); // asked for by lagging receivers only: after the pass
+  #repairs: RepairQueue = new Map(); // insertion order = FIFO
+  #lagRepairs: RepairQueue = new Map(); // asked for by lagging receivers only: after the pass
+  #missing = new Map<number, Map<number, Bits>>(); // chunk → receiver → fragments it NACKed (PARITY-capable receivers)
+  #plainOnly = new Set<number>(); // chunks a receiver without PARITY asked for
+  #parityNext = new Map<number, Uint8Array>(); // chunk → next parity id per FEC block
   #cur?: { index: number; frags: number[]; at: number; repair: boolean; lag: boolean; frame: Buffer; count: number; sent: Float64Array };
   readonly #head: Header = { type: TYPE.DATA, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 };
   #lastSent = new Map<number, Float64Array>();
@@ -247,6 +262,7 @@ export class MulticastSender extends EventEmitter {
       bytesSent: this.stats.bytesSent, packetsSent: this.stats.packetsSent, repairPackets: this.stats.repairPackets,
       extraBytesPct: due ? Math.max(0, (this.stats.bytesSent - due - this.stats.packetsSent * HEADER_LENGTH) / due * 100) : 0,
       finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed, lagRepairPackets: this.stats.lagRepairPackets,
+      parityPackets: this.stats.parityPackets, codedFragments: this.stats.codedFragments,
       since: { ready: readyAt / 1000, go: this.#started ? this.#t0 / 1000 : null },
       passChunks: this.stats.passChunks, skippedChunks: this.stats.skippedChunks, skippedBytes: this.stats.skippedBytes,
     };
@@ -306,17 +322,67 @@ export class MulticastSender extends EventEmitter {
     return this.#takeRepair(this.#lagRepairs, true);
   }
 
-  #takeRepair(queue: Map<number, Bits | 'all'>, lag: boolean): { index: number; frags: number[]; repair: boolean; lag: boolean } | undefined {
-    for (const [index, want] of queue) {
+  #takeRepair(queue: RepairQueue, lag: boolean): { index: number; frags: number[]; repair: boolean; lag: boolean } | undefined {
+    const now = performance.now();
+    const coalesce = this.o.repairCoalesceMs > 0 && this.#receivingCount() > 1;
+    for (const [index, { want, at }] of queue) {
+      if (coalesce && now - at < this.o.repairCoalesceMs) break; // FIFO: the rest are younger
       queue.delete(index);
       const n = this.#fragCount(index);
       const frags = Array.from({ length: n }, (_, k) => k).filter((k) => want === 'all' || want.has(k));
       const recent = this.#lastSent.get(index);
-      const now = performance.now();
       const fresh = recent ? frags.filter((k) => now - (recent[k] ?? 0) >= this.o.repairHoldMs) : frags;
-      if (fresh.length) return { index, frags: fresh, repair: true, lag };
+      const work = this.#code(index, fresh, want === 'all');
+      if (work.length) return { index, frags: work, repair: true, lag };
     }
     return undefined;
+  }
+
+  #receivingCount(): number {
+    let n = 0;
+    for (const r of this.receivers.values()) if (r.state === 'receiving') n++;
+    return n;
+  }
+
+  /**
+   * Replace the fragments of each FEC block of a chunk by parities where that sends less: when
+   * the receivers that NACKed it lack different fragments, as many parities as the one lacking
+   * most (each rebuilds a different fragment at every receiver). A chunk some receiver without
+   * PARITY or without any of it asked for, the chunk's last fragment and blocks past
+   * FEC_MAX_BLOCKS stay plain.
+   */
+  #code(index: number, frags: number[], whole: boolean): number[] {
+    const per = this.#missing.get(index);
+    this.#missing.delete(index);
+    const plainOnly = this.#plainOnly.delete(index);
+    // a receiver that asked for the whole chunk holds none of it: parities are of no use to it
+    if (!per || per.size < 2 || plainOnly || whole) return frags;
+    const n = this.#fragCount(index);
+    const blocks = codedBlocks(n);
+    const byBlock = new Map<number, number[]>();
+    const out: number[] = [];
+    for (const k of frags) {
+      const b = Math.floor(k / FEC_K);
+      if (k === n - 1 || b >= blocks) out.push(k);
+      else { const l = byBlock.get(b); if (l) l.push(k); else byBlock.set(b, [k]); }
+    }
+    let next = this.#parityNext.get(index);
+    for (const [b, ks] of byBlock) {
+      let most = 0;
+      for (const bits of per.values()) {
+        let m = 0;
+        for (const k of ks) if (bits.has(k)) m++;
+        if (m > most) most = m;
+      }
+      next ??= new Uint8Array(blocks);
+      const j = next[b] as number;
+      if (most === 0 || most >= ks.length || j + most > FEC_MAX_PARITY) { out.push(...ks); continue; }
+      for (let t = 0; t < most; t++) out.push(PARITY_CODE + b * 256 + j + t);
+      next[b] = j + most;
+      this.stats.codedFragments += ks.length;
+    }
+    if (next) this.#parityNext.set(index, next);
+    return out;
   }
 
   #takePass(): { index: number; frags: number[]; repair: boolean; lag: boolean } | undefined {
@@ -378,8 +444,11 @@ export class MulticastSender extends EventEmitter {
       }
       const c = this.#cur;
       const k = c.frags[c.at++] as number;
-      c.sent[k] = now;
-      const bytes = this.#sendFragment(c, k);
+      let bytes: number;
+      if (k >= PARITY_CODE) { bytes = this.#sendParity(c, k - PARITY_CODE); this.stats.parityPackets++; } else {
+        c.sent[k] = now;
+        bytes = this.#sendFragment(c, k);
+      }
       if (c.repair) this.stats.repairPackets++;
       if (c.lag) this.stats.lagRepairPackets++;
       budget -= bytes + 28;
@@ -412,6 +481,22 @@ export class MulticastSender extends EventEmitter {
     // header and a view of the frame go out as one datagram (sendmsg with two iovecs): no copy
     this.#sendParts(head, c.frame.subarray(start, start + len));
     return HEADER_LENGTH + len;
+  }
+
+  /** Parity id (code & 0xff) of FEC block code >> 8 of the current chunk, as one PARITY datagram. */
+  #sendParity(c: { index: number; frame: Buffer; count: number }, code: number): number {
+    const fs = this.#fragSize;
+    const [first, end] = blockRange(code >>> 8, c.count);
+    const sources: Uint8Array[] = [];
+    for (let k = first; k < end; k++) sources.push(c.frame.subarray(k * fs, (k + 1) * fs));
+    const body = encodeParity(code & 0xff, sources, Buffer.allocUnsafe(fs));
+    const h = this.#head;
+    Object.assign(h, { type: TYPE.PARITY, session: this.session, index: c.index, fragIndex: code, fragCount: c.count, payloadLength: fs, fragSize: fs });
+    const head = Buffer.allocUnsafe(HEADER_LENGTH);
+    encodeHeader(h, head);
+    h.type = TYPE.DATA;
+    this.#sendParts(head, body as Buffer);
+    return HEADER_LENGTH + fs;
   }
 
   #send(buf: Buffer): void {
@@ -450,6 +535,7 @@ export class MulticastSender extends EventEmitter {
         const r = this.#touch(s.receiver, address, port);
         Object.assign(r, { have: s.have, total: s.total, written: s.written, backlog: s.backlog });
         if (s.delta && r.delta === undefined) r.delta = 'comparing';
+        r.parity = s.parity === true;
         if (s.drops > r.drops) r.drops = s.drops;
         if (s.state === STATE.DONE) {
           if (r.state !== 'done') { r.state = 'done'; r.doneAt = Date.now(); this.emit('receiver-done', r); }
@@ -501,7 +587,7 @@ export class MulticastSender extends EventEmitter {
       for (const old of this.receivers.values()) {
         if (old.address === address && (old.state === 'receiving' || old.state === 'unicast' || old.state === 'lost')) { old.state = 'replaced'; this.emit('receiver-replaced', old); }
       }
-      r = { id, address, port, state: 'receiving', have: 0, total: this.#chunks.length, written: 0, backlog: 0, drops: 0, lastSeen: now, joinedAt: now, nackedFrags: 0, slowStrikes: 0, lagging: false };
+      r = { id, address, port, state: 'receiving', have: 0, total: this.#chunks.length, written: 0, backlog: 0, drops: 0, lastSeen: now, joinedAt: now, nackedFrags: 0, slowStrikes: 0, lagging: false, parity: false };
       this.receivers.set(id, r);
       this.o.logger?.info({ receiver: id.toString(16), address }, 'receiver joined');
       this.emit('join', r);
@@ -517,14 +603,28 @@ export class MulticastSender extends EventEmitter {
     if (index >= this.#chunks.length) { this.stats.malformed++; return; }
     const queue = r.lagging ? this.#lagRepairs : this.#repairs;
     const n = this.#fragCount(index);
-    if (count === 0) { queue.set(index, 'all'); r.nackedFrags += n; return; }
-    if (first >= n) { this.stats.malformed++; return; }
     const cur = queue.get(index);
-    r.nackedFrags += Math.min(n, first + count) - first;
-    if (cur === 'all') return;
-    const bits = cur ?? new Bits(n);
-    for (let k = first; k < Math.min(n, first + count); k++) bits.set(k);
-    if (!cur) queue.set(index, bits);
+    if (count === 0) {
+      if (cur) cur.want = 'all'; else queue.set(index, { want: 'all', at: performance.now() });
+      r.nackedFrags += n;
+      return;
+    }
+    if (first >= n) { this.stats.malformed++; return; }
+    const end = Math.min(n, first + count);
+    r.nackedFrags += end - first;
+    // who lacks what, for coding this chunk's repair (#code)
+    if (!r.parity) this.#plainOnly.add(index);
+    else {
+      let per = this.#missing.get(index);
+      if (!per) { per = new Map(); this.#missing.set(index, per); }
+      let mine = per.get(r.id);
+      if (!mine) { mine = new Bits(n); per.set(r.id, mine); }
+      for (let k = first; k < end; k++) mine.set(k);
+    }
+    if (cur?.want === 'all') return;
+    const bits = cur?.want ?? new Bits(n);
+    for (let k = first; k < end; k++) bits.set(k);
+    if (!cur) queue.set(index, { want: bits, at: performance.now() });
   }
 
   /**
@@ -622,6 +722,9 @@ export class MulticastSender extends EventEmitter {
     await Promise.all(socks.map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 }
+
+/** Chunk → the fragments (or all of it) to repair, and when it was first asked for. */
+type RepairQueue = Map<number, { want: Bits | 'all'; at: number }>;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

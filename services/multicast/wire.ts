@@ -18,12 +18,16 @@
 // A chunk (one zstd frame) of L bytes travels as ceil(L / fragSize) DATA fragments; fragment k
 // carries bytes [k·fragSize, min((k+1)·fragSize, L)). A receiver learns L when the last fragment
 // arrives: (count-1)·fragSize + its payload length.
+//
+// PARITY (type 8) repairs a FEC block of a chunk (services/multicast/fec.ts): index = chunk,
+// fragment index = block · 256 + parity id j (j < 192; block · 64 below count − 1), fragment count
+// and size as the chunk's DATA, payload = fragSize bytes of Σ coefficient(j, i)·fragment_i.
 import { RackcastError } from '../errors.ts';
 
 export const MAGIC = 0x52434d43; // "RCMC"
 export const VERSION = 1;
 export const HEADER_LENGTH = 24;
-export const TYPE = { ANNOUNCE: 1, DATA: 2, NACK: 3, STATUS: 4, CONTROL: 5, END: 6, WANT: 7 } as const;
+export const TYPE = { ANNOUNCE: 1, DATA: 2, NACK: 3, STATUS: 4, CONTROL: 5, END: 6, WANT: 7, PARITY: 8 } as const;
 export type MessageType = (typeof TYPE)[keyof typeof TYPE];
 
 export interface Header {
@@ -89,7 +93,7 @@ export function decodeHeaderInto(buf: Uint8Array, offset: number, h: Header): nu
   const version = buf[offset + 4] as number;
   if (version !== VERSION) invalid(`unsupported version ${version}`, offset + 4);
   const type = buf[offset + 5] as number;
-  if (type < TYPE.ANNOUNCE || type > TYPE.WANT) invalid(`unknown type ${type}`, offset + 5);
+  if (type < TYPE.ANNOUNCE || type > TYPE.PARITY) invalid(`unknown type ${type}`, offset + 5);
   if (u16(buf, offset + 6) !== 0) invalid('reserved flags set', offset + 6);
   h.type = type as MessageType;
   h.session = u32(buf, offset + 8);
@@ -104,6 +108,10 @@ export function decodeHeaderInto(buf: Uint8Array, offset: number, h: Header): nu
     if (h.fragSize === 0 || h.payloadLength === 0) invalid('empty fragment', offset + 20);
     const last = h.fragIndex === h.fragCount - 1;
     if (last ? h.payloadLength > h.fragSize : h.payloadLength !== h.fragSize) invalid('fragment length does not match the fragment size', offset + 20);
+  } else if (h.type === TYPE.PARITY) {
+    // block b = fragIndex >> 8 covers fragments [64b, min(64b + 64, count − 1)): it must hold one
+    if (h.fragCount < 2 || (h.fragIndex >>> 8) * 64 >= h.fragCount - 1 || (h.fragIndex & 0xff) >= 192) invalid(`parity ${h.fragIndex & 0xff} of block ${h.fragIndex >>> 8} of a chunk of ${h.fragCount} fragments`, offset + 16);
+    if (h.fragSize === 0 || h.payloadLength !== h.fragSize) invalid('parity length does not match the fragment size', offset + 20);
   }
   return HEADER_LENGTH + h.payloadLength;
 }

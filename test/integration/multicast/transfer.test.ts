@@ -54,6 +54,22 @@ d('multicast transfer', () => {
     if (permille) expect(Number(sr?.json?.repairPackets)).toBeGreaterThan(0);
   });
 
+  it('loss at both receivers: repairs go out as parities that rebuild different fragments at each, bit-exact', async () => {
+    lab = new Lab({ hosts: 3 });
+    lab.loss(1, 50);
+    lab.loss(2, 50);
+    const s = send(lab, store, 'rack', ['--min-receivers', '2']);
+    const r = [1, 2].map((h) => receive(lab as Lab, h, join(work, `out-fec-${h}.img`)));
+    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
+    expect(sr?.code).toBe(0);
+    expect(Number(sr?.json?.parityPackets)).toBeGreaterThan(0);
+    // parities replaced more fragments than were sent in their place
+    expect(Number(sr?.json?.codedFragments)).toBeGreaterThan(Number(sr?.json?.parityPackets));
+    for (const x of rr) { expect(x.code).toBe(0); expect(Number(x.json?.rebuilt)).toBeGreaterThan(0); }
+    expect(same(join(work, 'out-fec-1.img'))).toBe(true);
+    expect(same(join(work, 'out-fec-2.img'))).toBe(true);
+  });
+
   it('a late joiner and a receiver killed and restarted mid-session finish bit-exact', async () => {
     lab = new Lab({ hosts: 4 });
     const s = send(lab, store, 'rack', ['--min-receivers', '2', '--rate', '60m']);

@@ -1,6 +1,7 @@
 // Reassembly of a chunk's frame from DATA fragments (services/multicast/assembly.ts).
 import { describe, it, expect } from '@jest/globals';
 import { Assembly, BufferPool } from '../../../services/multicast/assembly.ts';
+import { blockRange, encodeParity } from '../../../services/multicast/fec.ts';
 import { prng, seededBytes } from '../../helpers/rng.ts';
 
 /** The fragments of `frame` at `fragSize`, as the sender cuts them. */
@@ -258,5 +259,45 @@ describe('Assembly', () => {
       pool.give(new SharedArrayBuffer(4)); // another size is never pooled
       expect(pool.take().byteLength).toBe(8);
     });
+  });
+});
+
+describe('Assembly with PARITY (fec.ts)', () => {
+  const fs = 100;
+  const frame = seededBytes(77, fs * 150 + 37); // 151 fragments: blocks 0–2 cover 0–149, 150 is never coded
+  const frags = fragments(frame, fs);
+  const parity = (b: number, j: number): Buffer => {
+    const [first, end] = blockRange(b, frags.length);
+    return Buffer.from(encodeParity(j, frags.slice(first, end), new Uint8Array(fs)));
+  };
+  const whole = (a: Assembly): Buffer => Buffer.from(new Uint8Array(a.assemble(), 0, a.frameLength));
+
+  it('rebuilds the lost fragments of each block from as many parities, whichever arrive first', () => {
+    const lost = new Set([3, 10, 63, 64, 100, 127, 128, 149]);
+    const a = new Assembly(0, frags.length, fs);
+    frags.forEach((f, k) => { if (!lost.has(k)) a.add(k, frags.length, fs, f); });
+    expect(a.complete()).toBe(false);
+    // block 0 lacks 3 (3, 10, 63), block 1 lacks 3 (64, 100, 127), block 2 lacks 2 (128, 149)
+    expect(a.addParity(0, 7, frags.length, fs, parity(0, 7))).toBe('ok');
+    expect(a.addParity(0, 7, frags.length, fs, parity(0, 7))).toBe('dup');
+    for (const j of [0, 190]) a.addParity(0, j, frags.length, fs, parity(0, j));
+    for (const j of [5, 6, 9]) a.addParity(1, j, frags.length, fs, parity(1, j));
+    expect(a.complete()).toBe(false);
+    a.addParity(2, 1, frags.length, fs, parity(2, 1));
+    // a plain repair of 128 leaves block 2 lacking one fragment: the parity already here rebuilds it
+    a.add(128, frags.length, fs, frags[128] as Buffer);
+    expect(a.complete()).toBe(true);
+    expect(a.rebuilt).toBe(7);
+    expect(whole(a).equals(frame)).toBe(true);
+    expect(a.addParity(2, 2, frags.length, fs, parity(2, 2))).toBe('useless');
+  });
+
+  it('refuses a parity that does not fit the chunk, and has no use for one before any fragment', () => {
+    const a = new Assembly(0, frags.length, fs);
+    expect(a.addParity(0, 0, frags.length, fs, parity(0, 0))).toBe('useless');
+    a.add(0, frags.length, fs, frags[0] as Buffer);
+    expect(a.addParity(3, 0, frags.length, fs, parity(0, 0))).toBe('mismatch'); // block 3 would start at the last fragment
+    expect(a.addParity(0, 0, frags.length + 1, fs, parity(0, 0))).toBe('mismatch');
+    expect(a.addParity(0, 0, frags.length, fs, parity(0, 0).subarray(1))).toBe('mismatch');
   });
 });

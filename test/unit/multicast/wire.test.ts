@@ -33,6 +33,7 @@ const samples: Header[] = [
   { type: TYPE.CONTROL, session: 0x80000000, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 8, fragSize: 0 },
   { type: TYPE.END, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 1, fragSize: 0 },
   { type: TYPE.END, session: 3, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 },
+  { type: TYPE.PARITY, session: 9, index: 4, fragIndex: (1 << 8) | 7, fragCount: 130, payloadLength: 1448, fragSize: 1448 },
   { type: TYPE.WANT, session: 5, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 24 + 2, fragSize: 0 },
 ];
 
@@ -169,7 +170,7 @@ describe('multicast wire header', () => {
       }
     });
 
-    it.each([0, 8, 9, 128, 255])('unknown type %i', (type) => {
+    it.each([0, 9, 10, 128, 255])('unknown type %i', (type) => {
       for (const offset of [0, 3]) {
         const b = good(offset);
         b[offset + 5] = type;
@@ -225,6 +226,25 @@ describe('multicast wire header', () => {
         const h: Header = { type, session: 1, index: 9, fragIndex: 5, fragCount: 0, payloadLength: 0, fragSize: 0 };
         expect(decodeHeader(datagram(h, Buffer.alloc(0))).value).toEqual(h);
       }
+    });
+  });
+
+  describe('PARITY consistency checks are RC_ERR_DECODE_INVALID', () => {
+    // a chunk of 200 fragments of 16 bytes: blocks 0–3 (the last fragment is never coded)
+    const parity = (over: Partial<Header> = {}): Header => ({ type: TYPE.PARITY, session: 7, index: 2, fragIndex: (3 << 8) | 191, fragCount: 200, payloadLength: 16, fragSize: 16, ...over });
+    it('accepts block 3, parity 191 of a 200-fragment chunk', () => {
+      expect(decodeHeader(datagram(parity(), Buffer.alloc(16))).value).toEqual(parity());
+    });
+    it.each([
+      ['a block past the coded fragments', { fragIndex: 4 << 8 }],
+      ['parity id 192', { fragIndex: 192 }],
+      ['a chunk of one fragment (nothing coded)', { fragIndex: 0, fragCount: 1 }],
+      ['a short parity', { payloadLength: 15 }],
+      ['fragment size 0', { fragSize: 0, payloadLength: 0 }],
+    ] as [string, Partial<Header>][])('%s', (_name, over) => {
+      const h = parity(over);
+      const e = fails(() => decodeHeader(datagram(h, Buffer.alloc(h.payloadLength))), 'RC_ERR_DECODE_INVALID');
+      expect(e.fields.offset).toBeGreaterThanOrEqual(16);
     });
   });
 
