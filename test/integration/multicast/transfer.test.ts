@@ -112,8 +112,10 @@ d('multicast transfer', () => {
     const injected = JSON.parse(injOut.trim().split('\n')[0] as string) as { sent: number };
     expect(injected.sent).toBeGreaterThan(1000);
     // the forgeries were seen and refused: as mismatched fragments, or as chunks failing their hash
-    const refused = rr.map((x) => Number(x.json?.malformed) + Number(x.json?.rejected) + Number(x.json?.duplicates));
+    const refused = rr.map((x) => Number(x.json?.malformed) + Number(x.json?.rejected) + Number(x.json?.duplicates) + Number(x.json?.parityUnused));
     for (const n of refused) expect(n).toBeGreaterThan(0);
+    // forged PARITY datagrams reached the receivers too (a used one rebuilds garbage: the chunk is rejected by its hash)
+    expect(rr.reduce((t, x) => t + Number(x.json?.parityUsed) + Number(x.json?.parityUnused), 0)).toBeGreaterThan(0);
   });
 
   it('with multicast blocked the receiver finishes over HTTP', async () => {
