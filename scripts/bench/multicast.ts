@@ -1,5 +1,6 @@
 // npm run bench -- multicast --receivers N[,N2…] --loss PCT --rate MBIT [--slow MIBPS] [--size-mb M] [--mtu N]
-//                             [--cold] [--bin PATH] [--only rackcast|udpcast] [--unzstd] [--target-dir DIR] [--json]
+//                             [--cold] [--bin PATH] [--only rackcast|udpcast] [--unzstd] [--target-dir DIR]
+//                             [--announce-only] [--json]
 //
 // rackcast against udpcast (Debian's udp-sender/udp-receiver) on the same namespace lab, in one
 // run, carrying the same compressed bytes (the image's chunk frames; udpcast gets them
@@ -13,6 +14,10 @@
 // as on a rack whose machines have booted and wait; --cold starts the sender 300 ms after the
 // receivers instead, so their start-up (node, module loading, worker threads) falls inside the
 // timed window (receivers get --fallback 30: waiting for the others never sends one to HTTP).
+// Receivers know the image before the session, as a deploy client does (the appliance's task
+// gives it the image URL, and it loads the signed manifest before it joins): they get the
+// manifest file and verify it and open their targets while getting ready. --announce-only makes
+// them learn it from the ANNOUNCE instead (fetch, verify and open inside the timed window).
 // Every process runs under GNU time: the report has its CPU seconds (all threads).
 // udp-receiver writes the compressed stream as it comes (rackcast's receivers decompress and hash
 // every block); --unzstd pipes it through `zstd -d` into the disk image instead, as a udpcast
@@ -34,7 +39,7 @@ import { hostCpu, killAll, sampleUsr, spawnIn, txBytes, waitReady } from './mcas
 const { values: a } = parseArgs({ options: {
   receivers: { type: 'string', default: '3' }, loss: { type: 'string', default: '0' }, rate: { type: 'string', default: '300' },
   slow: { type: 'string' }, 'size-mb': { type: 'string', default: '256' }, mtu: { type: 'string', default: '1500' }, json: { type: 'boolean' },
-  only: { type: 'string' }, cold: { type: 'boolean' }, 'target-dir': { type: 'string' }, bin: { type: 'string' }, unzstd: { type: 'boolean' },
+  only: { type: 'string' }, cold: { type: 'boolean' }, 'announce-only': { type: 'boolean' }, 'target-dir': { type: 'string' }, bin: { type: 'string' }, unzstd: { type: 'boolean' },
 } });
 const Ns = String(a.receivers).split(',').map(Number);
 if (!Ns.length || Ns.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) throw new Error('--receivers: receiver counts from 1 to 16, comma-separated');
@@ -67,11 +72,12 @@ function makeLab({ N, slow }: Setup): Lab {
 }
 
 interface Result {
-  seconds: number; perReceiver: number[]; bitExact: boolean; wireBytes: number; extraBytesPct?: number; sender?: Record<string, number>; receiverTimes?: Record<string, number>[];
+  seconds: number; perReceiver: number[]; bitExact: boolean; wireBytes: number; extraBytesPct?: number; receiverTimes?: Record<string, number>[];
   /** CPU seconds: the sender, each receiver, and each receiver's after the clock started (the data phase) */
   cpu: { sender: number; receivers: number[]; receiversTimed: number[] };
   /** DATA datagrams each rackcast receiver handled (repairs and duplicates included) */
   receiverPackets?: number[];
+  sender?: Record<string, number | number[]>;
   /** what each rackcast receiver made of repairs: duplicates, parities used / of no use, fragments rebuilt */
   receiverRepairs?: Record<string, number>[];
 }
@@ -95,7 +101,7 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
   const lab = makeLab(setup);
   try {
     const rx = Array.from({ length: N }, (_, k) => spawnIn(lab, k + 1, process.execPath, [BIN, 'mcast', 'receive', '--interface', 'eth0', '--target', join(targets, `rc-out-${k + 1}.img`),
-      '--fallback', '30', '--json'], LIMIT_S));
+      '--fallback', '30', '--json', ...(a['announce-only'] ? [] : ['--manifest', join(store, 'images', 'bench', 'manifest.json')])], LIMIT_S));
     const cpu0 = await receiversStarted(lab, N);
     const tx0 = txBytes(lab, 0);
     const t0 = performance.now();
@@ -106,11 +112,11 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
     const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number });
     const s = await tx;
     const seconds = Math.max(...ends);
-    const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number; lagRepairPackets: number; parityPackets: number; codedFragments: number; since: { ready: number; go: number } };
+    const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number; lagRepairPackets: number; parityPackets: number; codedFragments: number; since: { ready: number; joins: number[]; go: number } };
     const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(targets, `rc-out-${k + 1}.img`)).equals(expect)).every(Boolean);
     return { seconds, perReceiver: ends, bitExact, wireBytes: txBytes(lab, 0) - tx0, extraBytesPct: report.extraBytesPct,
       cpu: cpuOf(s, outs, cpu0), receiverTimes: reports.map((x) => x.times), receiverPackets: reports.map((x) => x.dataPackets),
-      receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt })), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, readyAt: report.since.ready, goAt: report.since.go } };
+      receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt })), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, readyAt: report.since.ready, joins: report.since.joins, goAt: report.since.go } };
   } finally { killAll(); await lab.destroy(); }
 }
 
@@ -192,7 +198,7 @@ try {
       ...(uFailed ? { udpcastFailed: uFailed } : {}),
       ratio: r && u ? r.seconds / u.seconds : null,
       othersRatio: r && u && slowArg !== undefined ? others(r) / others(u) : null,
-      start: a.cold ? 'cold' : 'ready', bin: BIN, udpcastDecompresses: a.unzstd === true,
+      start: a.cold ? 'cold' : 'ready', manifest: a['announce-only'] ? 'from the announce' : 'known before', bin: BIN, udpcastDecompresses: a.unzstd === true,
       machine: { nproc: Number(execFileSync('nproc').toString()), loadavg: loadavg() },
     };
   };

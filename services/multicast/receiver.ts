@@ -196,7 +196,9 @@ export class MulticastReceiver {
     ctl.on('message', (msg) => this.#onControl(msg));
     await new Promise<void>((res, rej) => { ctl.once('error', rej); ctl.bind(0, this.o.interfaceAddress, () => { ctl.off('error', rej); res(); }); });
     if (this.o.manifest && this.o.imageUrl === undefined) {
-      // manifest given and no URL: wait for the matching ANNOUNCE
+      // manifest given and no URL: verify it and open the target now, so that joining the
+      // matching session (its ANNOUNCE gives the URL for unicast) is only a STATUS
+      await this.#load(this.o.manifest, undefined, undefined);
     } else if (this.o.imageUrl) {
       await this.#loadRetrying(this.o.imageUrl);
     }
@@ -405,6 +407,7 @@ export class MulticastReceiver {
       this.#pendingAnnounce = this.#load(given, a.url, a.digest).then(() => {
         // loaded over HTTP meanwhile, and this session sends another image: not ours
         if (this.#img && this.#img.digest !== `sha256:${a.digest.toString('hex')}`) { this.stats.foreign++; this.#pendingAnnounce = undefined; return; }
+        if (this.#img) this.#img.url ??= a.url; // a manifest given up front: unicast goes to the announced URL
         this.#session = session;
         this.#sender = { address: from, port: this.o.port };
         this.#lastData = Date.now();
