@@ -24,6 +24,9 @@
 //   STATUS byte 6 (was reserved): capabilities, bit 0 = decodes PARITY datagrams (fec.ts); the
 //   sender codes repairs only for chunks that receivers with this bit alone asked for. Other bits
 //   are ignored (later capabilities).
+//   STATUS bytes 32–35 (new; older senders read 32 bytes and ignore the rest): DATA and PARITY
+//   datagrams of the session received so far, modulo 2^32. The sender sets a lone slow receiver's
+//   rate from it. A 32-byte STATUS (an older receiver) has no count.
 //
 //   WANT (delta receiver → sender, unicast, repeated until CONTROL 3 acknowledges it): the chunks
 //   it still needs after comparing its target, one bit per chunk, in parts of ≤ MAX_WANT_BITS
@@ -41,7 +44,7 @@ export interface Announce { digest: Buffer; chunks: number; next: number; rateKb
 export interface NackEntry { index: number; first: number; count: number }
 export interface Nack { receiver: number; entries: NackEntry[] }
 /** `delta` absent: not a delta receiver (0 on the wire) */
-export interface Status { receiver: number; state: 1 | 2 | 3 | 4; have: number; total: number; backlog: number; drops: number; written: number; delta?: 1 | 2; parity?: true }
+export interface Status { receiver: number; state: 1 | 2 | 3 | 4; have: number; total: number; backlog: number; drops: number; written: number; delta?: 1 | 2; parity?: true; received?: number }
 export interface Control { receiver: number; command: 1 | 2 | 3 }
 /** One part of a WANT: `needed` lists the chunks in [first, first + count) still needed. */
 export interface Want { receiver: number; chunks: number; first: number; count: number; skipped: number; needed: number[] }
@@ -112,7 +115,7 @@ export function decodeNack(p: Uint8Array): Nack {
 }
 
 export function encodeStatus(session: number, s: Status): Buffer {
-  const p = Buffer.alloc(32);
+  const p = Buffer.alloc(s.received === undefined ? 32 : 36);
   p.writeUInt32BE(s.receiver >>> 0, 0);
   p.writeUInt8(s.state, 4);
   p.writeUInt8(s.delta ?? 0, 5);
@@ -122,11 +125,12 @@ export function encodeStatus(session: number, s: Status): Buffer {
   p.writeUInt32BE(Math.min(s.backlog, 0xffffffff), 16);
   p.writeUInt32BE(Math.min(s.drops, 0xffffffff), 20);
   p.writeBigUInt64BE(BigInt(s.written), 24);
+  if (s.received !== undefined) p.writeUInt32BE(s.received % 2 ** 32, 32);
   return frame(TYPE.STATUS, session, p);
 }
 
 export function decodeStatus(p: Uint8Array): Status {
-  needLen(p, 32, 'status');
+  needLen(p, p.length > 32 ? 36 : 32, 'status');
   const v = view(p);
   const state = v.getUint8(4);
   if (state < 1 || state > 4) invalid(`status state ${state}`, HEADER_LENGTH + 4);
@@ -137,6 +141,7 @@ export function decodeStatus(p: Uint8Array): Status {
   return {
     receiver: v.getUint32(0), state: state as Status['state'], have: v.getUint32(8), total: v.getUint32(12), backlog: v.getUint32(16), drops: v.getUint32(20), written: Number(written),
     ...(delta ? { delta: delta as 1 | 2 } : {}), ...(v.getUint8(6) & 1 ? { parity: true as const } : {}),
+    ...(p.length >= 36 ? { received: v.getUint32(32) } : {}),
   };
 }
 

@@ -498,7 +498,7 @@ export class MulticastReceiver {
     }
     if (!this.#sender) return;
     const state = this.#done ? STATE.DONE : this.#mode === 'unicast' ? STATE.UNICAST : STATE.RECEIVING;
-    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written, parity: true, ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
+    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written, parity: true, received: this.stats.dataPackets, ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
   }
 
   #sendCtl(buf: Buffer): void {

@@ -83,6 +83,8 @@ export interface ReceiverState {
   lagging: boolean;
   /** its STATUS says it decodes PARITY datagrams */
   parity: boolean;
+  /** its last STATUS: session datagrams it had received, and how many we had sent when it came */
+  rx?: { received: number; sentAt: number };
   /** delta receivers: comparing (or declared, WANT not all here yet), or declared; with the declaration's figures */
   delta?: 'comparing' | 'declared'; skippedBytes?: number; neededChunks?: number;
 }
@@ -539,6 +541,7 @@ export class MulticastSender extends EventEmitter {
         Object.assign(r, { have: s.have, total: s.total, written: s.written, backlog: s.backlog });
         if (s.delta && r.delta === undefined) r.delta = 'comparing';
         r.parity = s.parity === true;
+        if (s.received !== undefined) r.rx = { received: s.received, sentAt: this.stats.packetsSent };
         if (s.drops > r.drops) r.drops = s.drops;
         if (s.state === STATE.DONE) {
           if (r.state !== 'done') { r.state = 'done'; r.doneAt = Date.now(); this.emit('receiver-done', r); }
@@ -678,31 +681,33 @@ export class MulticastSender extends EventEmitter {
    * Once a second: a receiver is overrun when its socket drops grew, its disk backlog is long, or
    * it NACKed more than a third of what was sent in that second (a link or host slower than the
    * group's rate; random wire loss of a few percent does not count, repairs handle it). If most
-   * of the group is overrun, slow down: by the share the worst of them NACKed (a receiver alone on
-   * a link at 40% of the rate gets 40% at once), at least by a quarter. Lagging receivers (whose
-   * repairs already wait behind the pass) do not vote while others remain. If only some are
-   * overrun, they get strikes and after three are moved to unicast so they stop holding the
-   * others back. Otherwise creep back up to the maximum.
+   * of the group is overrun, slow down: to the share of datagrams the worst of them received
+   * (its STATUS counts them; a receiver alone on a link at 40% of the rate gets 40% at once), by
+   * at least a quarter, and by a quarter when no count is known. Lagging receivers (whose repairs
+   * already wait behind the pass) do not vote while others remain. If only some are overrun,
+   * they get strikes and after three are moved to unicast so they stop holding the others back.
+   * Otherwise creep back up to the maximum.
    */
-  #prev = new Map<number, { drops: number; nacked: number }>();
+  #prev = new Map<number, { drops: number; nacked: number; rx?: { received: number; sentAt: number } }>();
   #prevPackets = 0;
   #adapt(): void {
     const sent = this.stats.packetsSent - this.#prevPackets;
     this.#prevPackets = this.stats.packetsSent;
     const active = [...this.receivers.values()].filter((r) => r.state === 'receiving');
     if (!active.length) return;
-    const overrun = new Map<ReceiverState, number>(); // → share of the second's datagrams it NACKed
+    const overrun = new Map<ReceiverState, number | undefined>(); // → share of the datagrams sent that it received, if known
     for (const r of active) {
-      const p = this.#prev.get(r.id) ?? { drops: r.drops, nacked: r.nackedFrags };
-      this.#prev.set(r.id, { drops: r.drops, nacked: r.nackedFrags });
-      const nacked = r.nackedFrags - p.nacked;
-      if (r.drops - p.drops > 50 || r.backlog > 64 || (sent > 200 && nacked > sent / 3)) overrun.set(r, sent > 0 ? Math.min(1, nacked / sent) : 0);
+      const p = this.#prev.get(r.id) ?? { drops: r.drops, nacked: r.nackedFrags, rx: r.rx };
+      this.#prev.set(r.id, { drops: r.drops, nacked: r.nackedFrags, rx: r.rx });
+      let share: number | undefined;
+      if (r.rx && p.rx && r.rx.sentAt - p.rx.sentAt >= 100) share = ((r.rx.received - p.rx.received + 2 ** 32) % 2 ** 32) / (r.rx.sentAt - p.rx.sentAt);
+      if (r.drops - p.drops > 50 || r.backlog > 64 || (sent > 200 && r.nackedFrags - p.nacked > sent / 3)) overrun.set(r, share);
     }
     const voters = active.some((r) => !r.lagging) ? active.filter((r) => !r.lagging) : active;
     const over = voters.filter((r) => overrun.has(r));
     if (over.length * 2 > voters.length) {
-      const worst = Math.max(...over.map((r) => overrun.get(r) as number));
-      const factor = Math.max(0.1, Math.min(0.75, 1 - worst));
+      const shares = over.map((r) => overrun.get(r)).filter((x): x is number => x !== undefined);
+      const factor = shares.length ? Math.max(0.1, Math.min(0.75, 0.95 * Math.min(...shares))) : 0.75;
       this.#setRate(Math.max(Math.min(this.o.minRateMbit, this.o.rateMbit), this.#rateMbit * factor));
       return;
     }

@@ -66,6 +66,8 @@ const statuses: Status[] = [
   { receiver: 7, state: STATE.UNICAST, have: 1, total: 2, backlog: 0, drops: 0, written: 2 ** 40 + 3 },
   { receiver: 8, state: STATE.RECEIVING, have: 0, total: 9, backlog: 0, drops: 0, written: 0, delta: DELTA.COMPARING },
   { receiver: 9, state: STATE.RECEIVING, have: 5, total: 9, backlog: 0, drops: 0, written: 0, delta: DELTA.COMPARED },
+  { receiver: 10, state: STATE.RECEIVING, have: 5, total: 9, backlog: 0, drops: 0, written: 0, parity: true, received: 0xffffffff },
+  { receiver: 11, state: STATE.RECEIVING, have: 5, total: 9, backlog: 0, drops: 0, written: 0, received: 0 },
 ];
 
 const controls: Control[] = [
@@ -156,7 +158,7 @@ describe('NACK', () => {
 describe('STATUS', () => {
   it.each(statuses.map((s, i) => [i, s] as const))('round-trips sample %i', (i, s) => {
     const d = encodeStatus(0x77 + i, s);
-    expect(d.length).toBe(HEADER_LENGTH + 32);
+    expect(d.length).toBe(HEADER_LENGTH + (s.received === undefined ? 32 : 36));
     expect(both(d, TYPE.STATUS, 0x77 + i, decodeStatus)).toEqual(s);
   });
 
@@ -183,9 +185,15 @@ describe('STATUS', () => {
     fails(() => decodeStatus(p), 'RC_ERR_DECODE_INVALID', HEADER_LENGTH + 5);
   });
 
-  it('every truncation of the payload is a decode error', () => {
-    const p = payloadOf(encodeStatus(1, statuses[2] as Status));
-    for (let k = 0; k < p.length; k++) decodeFails(() => decodeStatus(p.subarray(0, k)));
+  it('every truncation of the payload is a decode error, but for the 32 bytes of a STATUS without a count', () => {
+    const p = payloadOf(encodeStatus(1, statuses[6] as Status));
+    expect(p.length).toBe(36);
+    for (let k = 0; k < p.length; k++) if (k !== 32) decodeFails(() => decodeStatus(p.subarray(0, k)));
+    expect(decodeStatus(p.subarray(0, 32))).toEqual({ ...statuses[6], received: undefined, parity: true });
+  });
+
+  it('the received count wraps modulo 2^32', () => {
+    expect(decodeStatus(payloadOf(encodeStatus(1, { ...(statuses[7] as Status), received: 2 ** 32 + 5 }))).received).toBe(5);
   });
 });
 
