@@ -112,11 +112,11 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
     const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number });
     const s = await tx;
     const seconds = Math.max(...ends);
-    const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number; lagRepairPackets: number; parityPackets: number; codedFragments: number; since: { ready: number; joins: number[]; go: number } };
+    const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number; lagRepairPackets: number; parityPackets: number; codedFragments: number; sealedChunks: number; since: { ready: number; joins: number[]; go: number } };
     const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(targets, `rc-out-${k + 1}.img`)).equals(expect)).every(Boolean);
     return { seconds, perReceiver: ends, bitExact, wireBytes: txBytes(lab, 0) - tx0, extraBytesPct: report.extraBytesPct,
       cpu: cpuOf(s, outs, cpu0), receiverTimes: reports.map((x) => x.times), receiverPackets: reports.map((x) => x.dataPackets),
-      receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt })), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, readyAt: report.since.ready, joins: report.since.joins, goAt: report.since.go } };
+      receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt })), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, sealedChunks: report.sealedChunks, readyAt: report.since.ready, joins: report.since.joins, goAt: report.since.go } };
   } finally { killAll(); await lab.destroy(); }
 }
 

@@ -6,17 +6,19 @@
 //   put    a frame from outside (import) → decompress → hash must equal → stored if missing
 //   hash   raw block → hole? else SHA-256 (network capture: ask the appliance before compressing)
 //   compress  raw block → one zstd frame, handed back in a new buffer (nothing stored)
-//   checkFrame  a frame read by the caller → decompress → hash must equal → the frame is handed back
+//   checkFrame  a frame read by the caller → decompress → hash must equal → the frame is handed back;
+//          with `sealed`, a frame whose SHA-256 equals the chunk's seal counts as checked without
+//          decompressing, and a frame checked the long way gets its seal (chunk-path.ts)
 //   unpack a frame from outside (multicast, HTTP) → decompress into a block buffer → hash must
 //          equal → block returned (nothing stored). Frame and block may be SharedArrayBuffers
 //          the caller reuses (the multicast receiver's pools): those are not sent back.
 import { parentPort, workerData, threadId } from 'node:worker_threads';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ZstdCodec, compressBound } from './zstd.ts';
 import { RackcastError, isRackcastError } from '../errors.ts';
-import { chunkPath } from './chunk-path.ts';
+import { chunkPath, sealPath } from './chunk-path.ts';
 
 export interface WorkerInit { root: string; level: number }
 export type Job =
@@ -25,9 +27,9 @@ export type Job =
   | { op: 'compress'; buf: ArrayBuffer; length: number }
   | { op: 'put'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string }
   | { op: 'unpack'; hash: string; length: number; frame: ArrayBuffer | SharedArrayBuffer; frameLength: number; buf: ArrayBuffer | SharedArrayBuffer; image: string }
-  | { op: 'checkFrame'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string };
+  | { op: 'checkFrame'; hash: string; length: number; frame: ArrayBuffer; frameLength: number; image: string; sealed?: boolean };
 export type Reply =
-  | { ok: true; hole?: boolean; hash?: string; stored?: number; existed?: boolean; buf?: ArrayBuffer; frame?: ArrayBuffer }
+  | { ok: true; hole?: boolean; hash?: string; stored?: number; existed?: boolean; buf?: ArrayBuffer; frame?: ArrayBuffer; bySeal?: boolean }
   | { ok: false; code: string; message: string; fields: Record<string, unknown>; buf?: ArrayBuffer };
 
 const init = workerData as WorkerInit;
@@ -83,6 +85,21 @@ function writeChunk(hash: string, frame: Uint8Array): void {
   const tmp = join(init.root, 'tmp', `chunk-${hash.slice(0, 16)}-${threadId}-${randomBytes(4).toString('hex')}`);
   writeFileSync(tmp, frame);
   renameSync(tmp, path);
+  writeSeal(hash, frame);
+}
+
+/** The SHA-256 of a frame that decompresses to its hash, beside the chunk (temp file + rename). */
+function writeSeal(hash: string, frame: Uint8Array): void {
+  const tmp = join(init.root, 'tmp', `seal-${hash.slice(0, 16)}-${threadId}-${randomBytes(4).toString('hex')}`);
+  writeFileSync(tmp, `${createHash('sha256').update(frame).digest('hex')}\n`);
+  renameSync(tmp, sealPath(init.root, hash));
+}
+
+/** Whether the frame's bytes are the ones sealed for this chunk (no seal, or another: no). */
+function sealed(hash: string, frame: Buffer): boolean {
+  let seal: string;
+  try { seal = readFileSync(sealPath(init.root, hash), 'latin1').trim(); } catch { return false; }
+  return seal === createHash('sha256').update(frame).digest('hex');
 }
 
 function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
@@ -111,7 +128,10 @@ function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
     }
     if (checkBuf.length < job.length) checkBuf = Buffer.allocUnsafe(job.length);
     if (job.op === 'checkFrame') {
-      verifyFrame(job.hash, Buffer.from(job.frame, 0, job.frameLength), checkBuf.subarray(0, job.length), job.image);
+      const frame = Buffer.from(job.frame, 0, job.frameLength);
+      if (job.sealed && sealed(job.hash, frame)) return { reply: { ok: true, hash: job.hash, buf: job.frame, bySeal: true }, transfer: [job.frame] };
+      verifyFrame(job.hash, frame, checkBuf.subarray(0, job.length), job.image);
+      if (job.sealed) { try { writeSeal(job.hash, frame); } catch { /* a read-only store: checked the long way next time too */ } }
       return { reply: { ok: true, hash: job.hash, buf: job.frame }, transfer: [job.frame] };
     }
     const frame = Buffer.from(job.frame, 0, job.frameLength); // put

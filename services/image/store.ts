@@ -2,6 +2,7 @@
 //
 //   <root>/keys/appliance.key, appliance.pub, trusted/*.pub   signing keys (signing.ts)
 //   <root>/chunks/ab/abcd….zst                              one zstd frame per unique block
+//   <root>/chunks/ab/abcd….seal                             SHA-256 of that frame, once verified
 //   <root>/images/<name>/manifest.json, manifest.sig         a complete, signed image
 //   <root>/tmp/                                              temp files, operation markers
 //
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { RackcastError } from '../errors.ts';
 import { IMAGE_NAME, decodeManifest, encodeManifest, manifestDigest, uniqueHashes, type Manifest } from './manifest.ts';
 import { Signer, decodeSignatureFile, type SignatureFile } from './signing.ts';
-import { chunkPath, HASH_HEX } from './chunk-path.ts';
+import { chunkPath, sealPath, HASH_HEX } from './chunk-path.ts';
 
 export const STORE_DEFAULTS = { blockSize: 4 << 20, level: 3, gcGraceMs: 60 * 60 * 1000 };
 
@@ -177,12 +178,16 @@ export class ImageStore {
     const cdir = join(this.root, 'chunks');
     for (const sub of readdirSync(cdir)) {
       for (const f of readdirSync(join(cdir, sub))) {
-        const hash = f.replace(/\.zst$/, '');
+        // a seal (chunk-path.ts) lives and dies with its chunk, and is not counted as one
+        const seal = f.endsWith('.seal');
+        const hash = f.replace(/\.(zst|seal)$/, '');
         const p = join(cdir, sub, f);
-        if (HASH_HEX.test(hash) && live.has(hash)) { res.keptChunks++; continue; }
+        if (HASH_HEX.test(hash) && live.has(hash)) { if (!seal) res.keptChunks++; continue; }
         const st = statSync(p, { throwIfNoEntry: false });
+        if (seal) { if (st && !existsSync(chunkPath(this.root, hash))) unlinkSync(p); continue; }
         if (!st || st.mtimeMs > cutoff) { res.keptChunks++; continue; }
         unlinkSync(p);
+        rmSync(sealPath(this.root, hash), { force: true });
         res.removedChunks++;
         res.removedBytes += st.size;
       }

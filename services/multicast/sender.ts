@@ -96,6 +96,8 @@ export interface SessionReport {
   lagRepairPackets: number;
   /** PARITY datagrams sent, and the fragments NACKed for blocks that got parities instead */
   parityPackets: number; codedFragments: number;
+  /** chunks verified by their seal (the frame's SHA-256) instead of decompressing */
+  sealedChunks: number;
   /** seconds since this process started: sockets ready (first ANNOUNCE), each receiver's first message (in order), sending started */
   since: { ready: number; joins: number[]; go: number | null };
   /** first pass: chunks sent, and chunks (and their frame bytes) not sent because no receiver needed them */
@@ -106,7 +108,7 @@ export class MulticastSender extends EventEmitter {
   readonly session = randomInt(1, 0xffffffff);
   readonly o: typeof SENDER_DEFAULTS & SenderOptions;
   readonly receivers = new Map<number, ReceiverState>();
-  readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, lagRepairPackets: 0, parityPackets: 0, codedFragments: 0, malformed: 0, nacks: 0, foreign: 0, wants: 0, passChunks: 0, skippedChunks: 0, skippedBytes: 0 };
+  readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, lagRepairPackets: 0, parityPackets: 0, codedFragments: 0, sealedChunks: 0, malformed: 0, nacks: 0, foreign: 0, wants: 0, passChunks: 0, skippedChunks: 0, skippedBytes: 0 };
   #sock?: Socket; // control: receivers' NACK/STATUS/WANT arrive here, CONTROL leaves from here
   #group?: Socket; // connected to the group: DATA, ANNOUNCE, END (no address lookup per datagram)
   #img?: OpenImage;
@@ -171,7 +173,8 @@ export class MulticastSender extends EventEmitter {
         if (readErr) throw readErr;
         if (this.#closed || this.#failure) return;
         const { frame, frameLength } = f as { frame: ArrayBuffer; frameLength: number };
-        const r = await pool.run({ op: 'checkFrame', hash: c.hash, length: c.length, frame, frameLength, image: this.o.image }, [frame]);
+        const r = await pool.run({ op: 'checkFrame', hash: c.hash, length: c.length, frame, frameLength, image: this.o.image, sealed: true }, [frame]);
+        if (r.bySeal) this.stats.sealedChunks++;
         this.#cacheFrame(c.index, Buffer.from(r.buf as ArrayBuffer, 0, frameLength));
         done[c.index] = 1;
         while (this.#verifiedUpTo < done.length && done[this.#verifiedUpTo]) this.#verifiedUpTo++;
@@ -267,7 +270,7 @@ export class MulticastSender extends EventEmitter {
       bytesSent: this.stats.bytesSent, packetsSent: this.stats.packetsSent, repairPackets: this.stats.repairPackets,
       extraBytesPct: due ? Math.max(0, (this.stats.bytesSent - due - this.stats.packetsSent * HEADER_LENGTH) / due * 100) : 0,
       finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed, lagRepairPackets: this.stats.lagRepairPackets,
-      parityPackets: this.stats.parityPackets, codedFragments: this.stats.codedFragments,
+      parityPackets: this.stats.parityPackets, codedFragments: this.stats.codedFragments, sealedChunks: this.stats.sealedChunks,
       since: { ready: readyAt / 1000, joins: [...this.receivers.values()].map((r) => (r.joinedAt - performance.timeOrigin) / 1000).sort((x, y) => x - y), go: this.#started ? this.#t0 / 1000 : null },
       passChunks: this.stats.passChunks, skippedChunks: this.stats.skippedChunks, skippedBytes: this.stats.skippedBytes,
     };

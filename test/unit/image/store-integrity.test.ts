@@ -11,6 +11,8 @@ import { decodeChunkHead, decodeHeader, encodeChunkHead, encodeHeader, encodeTra
 import { encodeManifest, uniqueHashes, MAX_MANIFEST_BYTES, MANIFEST_FORMAT, MANIFEST_VERSION } from '../../../services/image/manifest.ts';
 import { Signer } from '../../../services/image/signing.ts';
 import { compressBound } from '../../../services/image/zstd.ts';
+import { WorkerPool } from '../../../services/image/worker-pool.ts';
+import { sealPath } from '../../../services/image/chunk-path.ts';
 import { seededBytes } from '../../helpers/rng.ts';
 import { rcError, removeDir, sha256hex, tempDir } from './helpers.ts';
 
@@ -46,9 +48,9 @@ function newStore(): ImageStore {
   return ImageStore.open(join(dir, `store-${++storeSeq}`));
 }
 
-function chunkFiles(store: ImageStore): string[] {
+function chunkFiles(store: ImageStore, ext = '.zst'): string[] {
   const root = join(store.root, 'chunks');
-  return readdirSync(root).flatMap((sub) => readdirSync(join(root, sub)).map((f) => join(sub, f))).sort();
+  return readdirSync(root).flatMap((sub) => readdirSync(join(root, sub)).filter((f) => f.endsWith(ext)).map((f) => join(sub, f))).sort();
 }
 
 async function capture(store: ImageStore, name: string, source = disk1): Promise<Awaited<ReturnType<typeof captureImage>>> {
@@ -631,7 +633,52 @@ describe('gc', () => {
     const t = targetPath();
     await restoreImage({ store, name: 'a', target: t, workers: WORKERS });
     expect(readFileSync(t).equals(data1)).toBe(true);
+    // the removed chunks' seals went with them; every kept chunk keeps its seal
+    expect(chunkFiles(store, '.seal')).toEqual(chunkFiles(store).map((f) => f.replace(/\.zst$/, '.seal')));
     // and a second gc finds nothing more to do
     expect(store.gc({ graceMs: 0 }).removedChunks).toBe(0);
+  });
+});
+
+describe('chunk seals (the multicast sender checks a frame by its SHA-256 instead of decompressing)', () => {
+  let store: ImageStore;
+  let pool: WorkerPool;
+  let h: string;
+  const check = async (hash: string): Promise<{ bySeal?: boolean }> => {
+    const frame = readFileSync(store.chunkPath(hash));
+    const ab = frame.buffer.slice(frame.byteOffset, frame.byteOffset + frame.length) as ArrayBuffer;
+    return pool.run({ op: 'checkFrame', hash, length: BS, frame: ab, frameLength: frame.length, image: 'base', sealed: true }, [ab]) as Promise<{ bySeal?: boolean }>;
+  };
+  beforeAll(async () => {
+    store = newStore();
+    await capture(store, 'base');
+    pool = new WorkerPool({ root: store.root, level: 3 }, { workers: 1 });
+    h = hashOfBlock(data1, 1);
+  });
+  afterAll(async () => { await pool.close(); });
+
+  it('capture seals every chunk it stores with the SHA-256 of its frame', () => {
+    for (const hash of uniqueHashes(store.open('base').manifest)) {
+      expect(readFileSync(sealPath(store.root, hash), 'latin1').trim()).toBe(sha256hex(readFileSync(store.chunkPath(hash))));
+    }
+  });
+
+  it('a sealed frame is checked by its seal', async () => {
+    expect((await check(h)).bySeal).toBe(true);
+  });
+
+  it('a damaged seal costs a full check, which then seals the frame again', async () => {
+    writeFileSync(sealPath(store.root, h), '0'.repeat(64));
+    expect((await check(h)).bySeal).toBeUndefined();
+    expect((await check(h)).bySeal).toBe(true);
+    unlinkSync(sealPath(store.root, h));
+    expect((await check(h)).bySeal).toBeUndefined();
+    expect(existsSync(sealPath(store.root, h))).toBe(true);
+  });
+
+  it('a frame that changed after it was sealed fails the seal and then the full check', async () => {
+    const p = store.chunkPath(h);
+    flipByte(p, Math.floor(statSync(p).size / 2));
+    await rcError(() => check(h), 'RC_ERR_CHUNK_CORRUPT');
   });
 });
