@@ -58,7 +58,7 @@ try {
 
   step('Damage one stored chunk on appliance B: verify names it, restore refuses before writing');
   const sub = readdirSync(join(storeB, 'chunks')).sort()[0] as string;
-  const chunk = join(storeB, 'chunks', sub, readdirSync(join(storeB, 'chunks', sub)).sort()[0] as string);
+  const chunk = join(storeB, 'chunks', sub, readdirSync(join(storeB, 'chunks', sub)).filter((f) => f.endsWith('.zst')).sort()[0] as string);
   const bytes = readFileSync(chunk);
   bytes[bytes.length >> 1]! ^= 0x01;
   writeFileSync(chunk, bytes);

@@ -71,7 +71,7 @@ describe('rackcast image (CLI)', () => {
     expectOneLineError(rc('image', 'restore', 'ref', small), 'RC_ERR_TARGET_TOO_SMALL');
     // corrupt one chunk: verify names it, restore refuses and leaves the target as it was
     const sub = readdirSync(join(store, 'chunks'))[0] as string;
-    const chunk = readdirSync(join(store, 'chunks', sub))[0] as string;
+    const chunk = readdirSync(join(store, 'chunks', sub)).find((f) => f.endsWith('.zst')) as string;
     const p = join(store, 'chunks', sub, chunk);
     const bytes = readFileSync(p);
     bytes[bytes.length >> 1]! ^= 0xff;

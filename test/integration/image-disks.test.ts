@@ -19,7 +19,7 @@ function sameFiles(a: string, b: string): boolean {
 }
 
 function countChunks(root: string): number {
-  return readdirSync(join(root, 'chunks')).reduce((n, d) => n + readdirSync(join(root, 'chunks', d)).length, 0);
+  return readdirSync(join(root, 'chunks')).reduce((n, d) => n + readdirSync(join(root, 'chunks', d)).filter((f) => f.endsWith('.zst')).length, 0);
 }
 
 beforeAll(() => {
