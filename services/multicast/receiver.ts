@@ -31,6 +31,7 @@ export const RECEIVER_DEFAULTS = {
   nackIntervalMs: 30,
   renackMs: 120,
   statusMs: 500,
+  dropWatchMs: 100, // socket drops grew since the last STATUS: tell the sender now, not in up to 500 ms
   maxPartial: 128, // chunks being reassembled at once
   maxPartialBytes: 256 << 20, // frame bytes those may reserve
   maxBacklog: 32, // chunks waiting for verification/disk
@@ -109,6 +110,7 @@ export class MulticastReceiver {
   #doneAck = false;
   #pendingAnnounce?: Promise<void>;
   #firstData = 0;
+  #dropsSent = 0; // socket drops in the last STATUS
   #times = { firstData: 0, allData: 0, synced: 0 };
   // delta mode
   #comparing?: Promise<void>;
@@ -131,6 +133,7 @@ export class MulticastReceiver {
       const start = Date.now();
       timers.push(setInterval(() => this.#nack(), this.o.nackIntervalMs + randomInt(0, 10)));
       timers.push(setInterval(() => this.#status(), this.o.statusMs));
+      timers.push(setInterval(() => { if (udpRcvbufErrors() > this.#dropsSent) this.#status(); }, this.o.dropWatchMs));
       timers.push(setInterval(() => this.#rejoin(), this.o.rejoinMs));
       if (this.o.delta) timers.push(setInterval(() => this.#declare(), this.o.wantMs));
       // wait: complete, failed, or time to fall back to unicast
@@ -498,7 +501,8 @@ export class MulticastReceiver {
     }
     if (!this.#sender) return;
     const state = this.#done ? STATE.DONE : this.#mode === 'unicast' ? STATE.UNICAST : STATE.RECEIVING;
-    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: udpRcvbufErrors(), written: this.#written, parity: true, received: this.stats.dataPackets, ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
+    this.#dropsSent = udpRcvbufErrors();
+    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: this.#dropsSent, written: this.#written, parity: true, received: this.stats.dataPackets, ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
   }
 
   #sendCtl(buf: Buffer): void {

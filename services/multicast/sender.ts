@@ -33,6 +33,14 @@ const VERIFY_AHEAD = 32;
  */
 const LAG_WINDOW_MS = 100;
 const LAG_MIN_PACKETS = 200;
+/**
+ * Rate windows: every ADAPT_MS the sender looks for overrun receivers (receivers report socket
+ * drops within ~100 ms). A cut is followed by ADAPT_HOLD_MS without another, so that its effect
+ * shows in the next reports; strikes move a receiver to unicast after STRIKES_MS of overrun.
+ */
+const ADAPT_MS = 250;
+const ADAPT_HOLD_MS = 500;
+const STRIKES = 12; // × ADAPT_MS = 3 s
 /** Work items ≥ this are parities: PARITY_CODE + block · 256 + parity id. */
 const PARITY_CODE = 0x10000;
 
@@ -244,7 +252,7 @@ export class MulticastSender extends EventEmitter {
       }
       if (this.#failure) break;
       if (this.o.deadlineMs > 0 && performance.now() - this.#t0 >= this.o.deadlineMs) { reason = 'deadline'; break; }
-      if (now - lastAdapt >= 1000) { lastAdapt = now; this.#adapt(); }
+      if (now - lastAdapt >= ADAPT_MS) { lastAdapt = now; this.#adapt(now); }
       if (now - lastLag >= LAG_WINDOW_MS) { lastLag = now; this.#lagCheck(); }
       if (this.#finished()) break;
       const sent = await this.#sendSome();
@@ -681,19 +689,21 @@ export class MulticastSender extends EventEmitter {
   }
 
   /**
-   * Once a second: a receiver is overrun when its socket drops grew, its disk backlog is long, or
-   * it NACKed more than a third of what was sent in that second (a link or host slower than the
-   * group's rate; random wire loss of a few percent does not count, repairs handle it). If most
-   * of the group is overrun, slow down: to the share of datagrams the worst of them received
-   * (its STATUS counts them; a receiver alone on a link at 40% of the rate gets 40% at once), by
-   * at least a quarter, and by a quarter when no count is known. Lagging receivers (whose repairs
-   * already wait behind the pass) do not vote while others remain. If only some are overrun,
-   * they get strikes and after three are moved to unicast so they stop holding the others back.
-   * Otherwise creep back up to the maximum.
+   * Every ADAPT_MS: a receiver is overrun when its socket drops grew (by more than 12 datagrams),
+   * its disk backlog is long, or it NACKed more than a third of what was sent in the window (a
+   * link or host slower than the group's rate; random wire loss of a few percent does not count,
+   * repairs handle it). If most of the group is overrun, slow down: to 95% of the share of
+   * datagrams the worst of them received (its STATUS counts them; a receiver alone on a link at
+   * 40% of the rate gets there at once), cutting by 15% at least and 50% at most, by 15% when no
+   * count is known; then hold for ADAPT_HOLD_MS. Lagging receivers (whose repairs already wait
+   * behind the pass) do not vote while others remain. If only some are overrun, they get strikes
+   * and after STRIKES windows running are moved to unicast so they stop holding the others back.
+   * Otherwise creep back up to the maximum, 3% a window (~12% a second).
    */
   #prev = new Map<number, { drops: number; nacked: number; rx?: { received: number; sentAt: number } }>();
   #prevPackets = 0;
-  #adapt(): void {
+  #holdUntil = 0;
+  #adapt(now: number): void {
     const sent = this.stats.packetsSent - this.#prevPackets;
     this.#prevPackets = this.stats.packetsSent;
     const active = [...this.receivers.values()].filter((r) => r.state === 'receiving');
@@ -701,29 +711,32 @@ export class MulticastSender extends EventEmitter {
     const overrun = new Map<ReceiverState, number | undefined>(); // → share of the datagrams sent that it received, if known
     for (const r of active) {
       const p = this.#prev.get(r.id) ?? { drops: r.drops, nacked: r.nackedFrags, rx: r.rx };
-      this.#prev.set(r.id, { drops: r.drops, nacked: r.nackedFrags, rx: r.rx });
+      const rxOld = p.rx && r.rx && r.rx.sentAt - p.rx.sentAt >= 100 ? undefined : p.rx; // keep a sample until the next spans ≥ 100 datagrams
+      this.#prev.set(r.id, { drops: r.drops, nacked: r.nackedFrags, rx: rxOld ?? r.rx });
       let share: number | undefined;
       if (r.rx && p.rx && r.rx.sentAt - p.rx.sentAt >= 100) share = ((r.rx.received - p.rx.received + 2 ** 32) % 2 ** 32) / (r.rx.sentAt - p.rx.sentAt);
-      if (r.drops - p.drops > 50 || r.backlog > 64 || (sent > 200 && r.nackedFrags - p.nacked > sent / 3)) overrun.set(r, share);
+      if (r.drops - p.drops > 12 || r.backlog > 64 || (sent > 200 && r.nackedFrags - p.nacked > sent / 3)) overrun.set(r, share);
     }
     const voters = active.some((r) => !r.lagging) ? active.filter((r) => !r.lagging) : active;
     const over = voters.filter((r) => overrun.has(r));
     if (over.length * 2 > voters.length) {
+      if (now < this.#holdUntil) return;
       const shares = over.map((r) => overrun.get(r)).filter((x): x is number => x !== undefined);
-      const factor = shares.length ? Math.max(0.1, Math.min(0.75, 0.95 * Math.min(...shares))) : 0.75;
+      const factor = shares.length ? Math.max(0.5, Math.min(0.85, 0.95 * Math.min(...shares))) : 0.85;
       this.#setRate(Math.max(Math.min(this.o.minRateMbit, this.o.rateMbit), this.#rateMbit * factor));
+      this.#holdUntil = now + ADAPT_HOLD_MS;
       return;
     }
     for (const r of active) {
       if (overrun.has(r)) r.slowStrikes++; else r.slowStrikes = Math.max(0, r.slowStrikes - 1);
-      if (r.slowStrikes >= 3 && active.length > 1) {
+      if (r.slowStrikes >= STRIKES && active.length > 1) {
         r.state = 'unicast';
         this.o.logger?.warn({ receiver: r.id.toString(16), address: r.address }, 'receiver cannot keep up: moved to unicast');
         this.#unicastTo(r, encodeControl(this.session, { receiver: r.id, command: CONTROL.UNICAST }));
         this.emit('receiver-unicast', r);
       }
     }
-    if (!overrun.size) this.#setRate(Math.min(this.o.rateMbit, this.#rateMbit * 1.1));
+    if (!overrun.size) this.#setRate(Math.min(this.o.rateMbit, this.#rateMbit * 1.03));
   }
 
   #setRate(mbit: number): void {
