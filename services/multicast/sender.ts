@@ -700,7 +700,7 @@ export class MulticastSender extends EventEmitter {
    * and after STRIKES windows running are moved to unicast so they stop holding the others back.
    * Otherwise creep back up to the maximum, 3% a window (~12% a second).
    */
-  #prev = new Map<number, { drops: number; nacked: number; rx?: { received: number; sentAt: number } }>();
+  #prev = new Map<number, { drops: number; nacked: number; rx?: { received: number; sentAt: number }; share?: number; shareAt?: number }>();
   #prevPackets = 0;
   #holdUntil = 0;
   #adapt(now: number): void {
@@ -711,11 +711,21 @@ export class MulticastSender extends EventEmitter {
     const overrun = new Map<ReceiverState, number | undefined>(); // → share of the datagrams sent that it received, if known
     for (const r of active) {
       const p = this.#prev.get(r.id) ?? { drops: r.drops, nacked: r.nackedFrags, rx: r.rx };
-      const rxOld = p.rx && r.rx && r.rx.sentAt - p.rx.sentAt >= 100 ? undefined : p.rx; // keep a sample until the next spans ≥ 100 datagrams
-      this.#prev.set(r.id, { drops: r.drops, nacked: r.nackedFrags, rx: rxOld ?? r.rx });
-      let share: number | undefined;
-      if (r.rx && p.rx && r.rx.sentAt - p.rx.sentAt >= 100) share = ((r.rx.received - p.rx.received + 2 ** 32) % 2 ** 32) / (r.rx.sentAt - p.rx.sentAt);
-      if (r.drops - p.drops > 12 || r.backlog > 64 || (sent > 200 && r.nackedFrags - p.nacked > sent / 3)) overrun.set(r, share);
+      // the delivered share between its last two STATUS that span ≥ 100 datagrams (STATUS comes
+      // every 500 ms: a window without a new one uses the last share, up to a second old)
+      let share = p.shareAt !== undefined && now - p.shareAt <= 1000 ? p.share : undefined;
+      let shareAt = p.shareAt;
+      const fresh = r.rx && p.rx && r.rx.sentAt - p.rx.sentAt >= 100;
+      if (fresh && r.rx && p.rx) { share = ((r.rx.received - p.rx.received + 2 ** 32) % 2 ** 32) / (r.rx.sentAt - p.rx.sentAt); shareAt = now; }
+      this.#prev.set(r.id, { drops: r.drops, nacked: r.nackedFrags, rx: fresh || !p.rx ? r.rx : p.rx, ...(share !== undefined ? { share, shareAt } : {}) });
+      // Losing more than wire loss explains: under 80% of what was sent arrived (from its counts),
+      // or, without counts, it NACKed over a third of it. NACKs alone overstate a slow receiver's
+      // loss (it NACKs what is still missing again every 120 ms) and drove the rate to its floor.
+      // (a receiver that sends counts is judged by them alone: right after a cut there is no
+      // share yet, and its NACKs for what is still missing would cut again)
+      const lossy = r.rx !== undefined ? share !== undefined && share < 0.8 : sent > 200 && r.nackedFrags - p.nacked > sent / 3;
+      if (r.drops - p.drops > 12 || r.backlog > 64 || lossy) overrun.set(r, share);
+      this.o.logger?.debug?.({ receiver: r.id.toString(16), rateMbit: +this.#rateMbit.toFixed(1), sent, share, drops: r.drops - p.drops, nacked: r.nackedFrags - p.nacked, backlog: r.backlog, lagging: r.lagging }, 'rate window');
     }
     const voters = active.some((r) => !r.lagging) ? active.filter((r) => !r.lagging) : active;
     const over = voters.filter((r) => overrun.has(r));
@@ -725,6 +735,8 @@ export class MulticastSender extends EventEmitter {
       const factor = shares.length ? Math.max(0.5, Math.min(0.85, 0.95 * Math.min(...shares))) : 0.85;
       this.#setRate(Math.max(Math.min(this.o.minRateMbit, this.o.rateMbit), this.#rateMbit * factor));
       this.#holdUntil = now + ADAPT_HOLD_MS;
+      // shares measured at the old rate say nothing about the new one: measure again from here
+      for (const [id, p] of this.#prev) this.#prev.set(id, { drops: p.drops, nacked: p.nacked });
       return;
     }
     for (const r of active) {
