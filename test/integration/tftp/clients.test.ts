@@ -49,7 +49,11 @@ const CLIENTS: Array<[string, Fetcher]> = [
 async function fetchExact(label: string, fetcher: Fetcher, name: string, limitS = 90): Promise<void> {
   const dest = join(out, `${label.replace(/\W+/g, '_')}-${name.replace(/\W+/g, '_')}`);
   const [cmd, args] = fetcher(name, dest);
-  const r = await client(cmd, args, limitS);
+  let r = await client(cmd, args, limitS);
+  // atftp aborts ("unexpected OACK") when its ACK of our OACK is lost and we send the OACK again,
+  // as RFC 2347 has us do: its limitation, one case in twenty with 5% loss at the server. A user
+  // runs it again; so does this test, once, and only for that.
+  if (r.code !== 0 && cmd === 'atftp' && r.text.includes('unexpected OACK')) r = await client(cmd, args, limitS);
   expect([label, r.code, r.code === 0 ? '' : r.text]).toEqual([label, 0, '']);
   expect([label, sha(readFileSync(dest))]).toEqual([label, want.get(name.replace(/^\/+/, ''))]);
   rmSync(dest);
