@@ -1,6 +1,6 @@
 // npm run bench -- multicast --receivers N[,N2…] --loss PCT --rate MBIT [--slow MIBPS] [--size-mb M] [--mtu N]
 //                             [--cold] [--bin PATH] [--only rackcast|udpcast] [--unzstd] [--target-dir DIR]
-//                             [--announce-only] [--json]
+//                             [--announce-only] [--pace PCT] [--json]
 //
 // rackcast against udpcast (Debian's udp-sender/udp-receiver) on the same namespace lab, in one
 // run, carrying the same compressed bytes (the image's chunk frames; udpcast gets them
@@ -9,7 +9,7 @@
 // receiver 1's link to MIBPS MiB/s instead, and the same N run without it first gives the
 // others' slowdown (othersSeconds with the slow receiver / seconds without it − 1, per tool).
 // A list of receiver counts (--receivers 1,8) runs each in turn and adds scaling: T(last)/T(first)
-// per tool. Both senders are told 97% of the link rate.
+// per tool. Both senders are told 97% of the link rate (--pace PCT to change it).
 // The clock starts when the sender is started, once every receiver is ready (listening and idle),
 // as on a rack whose machines have booted and wait; --cold starts the sender 300 ms after the
 // receivers instead, so their start-up (node, module loading, worker threads) falls inside the
@@ -39,12 +39,14 @@ import { hostCpu, killAll, sampleUsr, spawnIn, txBytes, waitReady } from './mcas
 const { values: a } = parseArgs({ options: {
   receivers: { type: 'string', default: '3' }, loss: { type: 'string', default: '0' }, rate: { type: 'string', default: '300' },
   slow: { type: 'string' }, 'size-mb': { type: 'string', default: '256' }, mtu: { type: 'string', default: '1500' }, json: { type: 'boolean' },
-  only: { type: 'string' }, cold: { type: 'boolean' }, 'announce-only': { type: 'boolean' }, 'target-dir': { type: 'string' }, bin: { type: 'string' }, unzstd: { type: 'boolean' },
+  only: { type: 'string' }, cold: { type: 'boolean' }, pace: { type: 'string', default: '97' }, 'announce-only': { type: 'boolean' }, 'target-dir': { type: 'string' }, bin: { type: 'string' }, unzstd: { type: 'boolean' },
 } });
 const Ns = String(a.receivers).split(',').map(Number);
 if (!Ns.length || Ns.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) throw new Error('--receivers: receiver counts from 1 to 16, comma-separated');
 const lossPct = Number(a.loss);
 const rateMbit = Number(a.rate);
+const pace = Number(a.pace) / 100;
+if (!(pace > 0 && pace <= 1)) throw new Error('--pace: a percentage of the link rate, above 0, at most 100');
 const mtu = Number(a.mtu);
 const slowArg = a.slow === undefined ? undefined : Number(a.slow);
 const BIN = resolve(a.bin ?? resolve(import.meta.dirname, '..', '..', 'bin', 'rackcast.js'));
@@ -106,7 +108,7 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
     const tx0 = txBytes(lab, 0);
     const t0 = performance.now();
     const tx = spawnIn(lab, 0, process.execPath, [BIN, 'mcast', 'send', 'bench', '--interface', 'eth0', '--store', store, '--min-receivers', String(N),
-      '--rate', `${rateMbit * 0.97}m`, '--mtu', String(mtu), '--json'], LIMIT_S);
+      '--rate', `${rateMbit * pace}m`, '--mtu', String(mtu), '--json'], LIMIT_S);
     const ends: number[] = [];
     const outs = await Promise.all(rx.map((p, k) => p.then((o) => { ends[k] = (performance.now() - t0) / 1000; return o; })));
     const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number });
@@ -130,7 +132,7 @@ async function udpcast(setup: Setup, file: string, expect: Buffer): Promise<Resu
     const cpu0 = await receiversStarted(lab, N);
     const tx0 = txBytes(lab, 0);
     const t0 = performance.now();
-    const tx = spawnIn(lab, 0, 'udp-sender', ['--interface', 'eth0', '--file', file, '--min-receivers', String(N), '--max-bitrate', `${Math.round(rateMbit * 0.97)}m`, '--nokbd', '--no-progress'], LIMIT_S);
+    const tx = spawnIn(lab, 0, 'udp-sender', ['--interface', 'eth0', '--file', file, '--min-receivers', String(N), '--max-bitrate', `${Math.round(rateMbit * pace)}m`, '--nokbd', '--no-progress'], LIMIT_S);
     const ends: number[] = [];
     const outs = await Promise.all(rx.map((p, k) => p.then((o) => { ends[k] = (performance.now() - t0) / 1000; return o; })));
     const s = await tx;
@@ -187,7 +189,7 @@ try {
     const others = (x: Result): number => (slowArg !== undefined ? Math.max(...x.perReceiver.slice(1)) : x.seconds);
     const slowdown = (x: Result | undefined, b: Result | undefined): number | null => (x && b ? (others(x) / b.seconds - 1) * 100 : null);
     return {
-      receivers: N, lossPct, rateMbit, mtu, bytes, slowMiBps: slowArg ?? null,
+      receivers: N, lossPct, rateMbit, pacePct: pace * 100, mtu, bytes, slowMiBps: slowArg ?? null,
       rackcast: r && { seconds: r.seconds, efficiency: bytes / (r.seconds * rateBps), extraBytesPct: r.extraBytesPct,
         wireExtraPct: (r.wireBytes / perPkt(mtu - 52, 24) - 1) * 100, bitExact: r.bitExact, perReceiver: r.perReceiver, othersSeconds: others(r),
         ...(base ? { baselineSeconds: base.r?.seconds ?? null, othersSlowdownPct: slowdown(r, base.r) } : {}),
