@@ -1,6 +1,6 @@
 // npm run bench -- multicast --receivers N[,N2…] --loss PCT --rate MBIT [--slow MIBPS] [--size-mb M] [--mtu N]
 //                             [--cold] [--bin PATH] [--only rackcast|udpcast] [--unzstd] [--target-dir DIR]
-//                             [--announce-only] [--pace PCT] [--json]
+//                             [--announce-only] [--pace PCT] [--runs K] [--json]
 //
 // rackcast against udpcast (Debian's udp-sender/udp-receiver) on the same namespace lab, in one
 // run, carrying the same compressed bytes (the image's chunk frames; udpcast gets them
@@ -9,7 +9,8 @@
 // receiver 1's link to MIBPS MiB/s instead, and the same N run without it first gives the
 // others' slowdown (othersSeconds with the slow receiver / seconds without it − 1, per tool).
 // A list of receiver counts (--receivers 1,8) runs each in turn and adds scaling: T(last)/T(first)
-// per tool. Both senders are told 97% of the link rate (--pace PCT to change it).
+// per tool. Both senders are told 97% of the link rate (--pace PCT to change it). --runs K runs
+// every configuration K times (each tool in turn) and reports the median run, with every time.
 // The clock starts when the sender is started, once every receiver is ready (listening and idle),
 // as on a rack whose machines have booted and wait; --cold starts the sender 300 ms after the
 // receivers instead, so their start-up (node, module loading, worker threads) falls inside the
@@ -39,13 +40,15 @@ import { hostCpu, killAll, sampleUsr, spawnIn, txBytes, waitReady } from './mcas
 const { values: a } = parseArgs({ options: {
   receivers: { type: 'string', default: '3' }, loss: { type: 'string', default: '0' }, rate: { type: 'string', default: '300' },
   slow: { type: 'string' }, 'size-mb': { type: 'string', default: '256' }, mtu: { type: 'string', default: '1500' }, json: { type: 'boolean' },
-  only: { type: 'string' }, cold: { type: 'boolean' }, pace: { type: 'string', default: '97' }, 'announce-only': { type: 'boolean' }, 'target-dir': { type: 'string' }, bin: { type: 'string' }, unzstd: { type: 'boolean' },
+  only: { type: 'string' }, cold: { type: 'boolean' }, pace: { type: 'string', default: '97' }, runs: { type: 'string', default: '1' }, 'announce-only': { type: 'boolean' }, 'target-dir': { type: 'string' }, bin: { type: 'string' }, unzstd: { type: 'boolean' },
 } });
 const Ns = String(a.receivers).split(',').map(Number);
 if (!Ns.length || Ns.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) throw new Error('--receivers: receiver counts from 1 to 16, comma-separated');
 const lossPct = Number(a.loss);
 const rateMbit = Number(a.rate);
 const pace = Number(a.pace) / 100;
+const repeats = Number(a.runs);
+if (!Number.isInteger(repeats) || repeats < 1 || repeats > 9) throw new Error('--runs: 1 to 9');
 if (!(pace > 0 && pace <= 1)) throw new Error('--pace: a percentage of the link rate, above 0, at most 100');
 const mtu = Number(a.mtu);
 const slowArg = a.slow === undefined ? undefined : Number(a.slow);
@@ -111,14 +114,14 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
       '--rate', `${rateMbit * pace}m`, '--mtu', String(mtu), '--json'], LIMIT_S);
     const ends: number[] = [];
     const outs = await Promise.all(rx.map((p, k) => p.then((o) => { ends[k] = (performance.now() - t0) / 1000; return o; })));
-    const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number });
+    const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number; viaUnicast: number });
     const s = await tx;
     const seconds = Math.max(...ends);
     const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number; lagRepairPackets: number; parityPackets: number; codedFragments: number; sealedChunks: number; since: { ready: number; joins: number[]; go: number } };
     const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(targets, `rc-out-${k + 1}.img`)).equals(expect)).every(Boolean);
     return { seconds, perReceiver: ends, bitExact, wireBytes: txBytes(lab, 0) - tx0, extraBytesPct: report.extraBytesPct,
       cpu: cpuOf(s, outs, cpu0), receiverTimes: reports.map((x) => x.times), receiverPackets: reports.map((x) => x.dataPackets),
-      receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt })), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, sealedChunks: report.sealedChunks, readyAt: report.since.ready, joins: report.since.joins, goAt: report.since.go } };
+      receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt, viaUnicast: x.viaUnicast })), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, sealedChunks: report.sealedChunks, readyAt: report.since.ready, joins: report.since.joins, goAt: report.since.go } };
   } finally { killAll(); await lab.destroy(); }
 }
 
@@ -182,11 +185,28 @@ try {
     if (uFailed) say(`udpcast failed: ${uFailed}`);
     return { ...(r ? { r } : {}), ...(u ? { u } : {}), ...(uFailed ? { uFailed } : {}) };
   };
+  // --runs K: each configuration K times; the run with the median time stands for it (bit-exact
+  // only if every run was), and every run's time is listed (series)
+  const repeat = async (setup: Setup, key: (x: Result) => number): Promise<{ r?: Result; u?: Result; uFailed?: string; series: { rackcast: number[]; udpcast: number[] } }> => {
+    const got = [];
+    for (let k = 0; k < repeats; k++) got.push(await one(setup));
+    const median = (xs: Result[]): Result | undefined => {
+      if (!xs.length) return undefined;
+      const m = [...xs].sort((x, y) => key(x) - key(y))[Math.floor((xs.length - 1) / 2)] as Result;
+      return { ...m, bitExact: xs.every((x) => x.bitExact) };
+    };
+    const rs = got.flatMap((g) => (g.r ? [g.r] : []));
+    const us = got.flatMap((g) => (g.u ? [g.u] : []));
+    const failed = got.map((g) => g.uFailed).filter((f): f is string => f !== undefined);
+    const r = median(rs);
+    const u = median(us);
+    return { ...(r ? { r } : {}), ...(u ? { u } : {}), ...(failed.length ? { uFailed: `${failed.length} of ${repeats} runs: ${failed[0]}` } : {}), series: { rackcast: rs.map(key), udpcast: us.map(key) } };
+  };
   const report = async (N: number): Promise<object> => {
-    // with --slow: the same receivers at full speed first, the baseline of the others' slowdown
-    const base = slowArg !== undefined ? await one({ N, slow: undefined }) : undefined;
-    const { r, u, uFailed } = await one({ N, slow: slowArg });
     const others = (x: Result): number => (slowArg !== undefined ? Math.max(...x.perReceiver.slice(1)) : x.seconds);
+    // with --slow: the same receivers at full speed first, the baseline of the others' slowdown
+    const base = slowArg !== undefined ? await repeat({ N, slow: undefined }, (x) => x.seconds) : undefined;
+    const { r, u, uFailed, series } = await repeat({ N, slow: slowArg }, others);
     const slowdown = (x: Result | undefined, b: Result | undefined): number | null => (x && b ? (others(x) / b.seconds - 1) * 100 : null);
     return {
       receivers: N, lossPct, rateMbit, pacePct: pace * 100, mtu, bytes, slowMiBps: slowArg ?? null,
@@ -198,6 +218,7 @@ try {
         bitExact: u.bitExact, perReceiver: u.perReceiver, othersSeconds: others(u),
         ...(base ? { baselineSeconds: base.u?.seconds ?? null, othersSlowdownPct: slowdown(u, base.u) } : {}), cpu: u.cpu },
       ...(uFailed ? { udpcastFailed: uFailed } : {}),
+      ...(repeats > 1 ? { runs: repeats, series, ...(base ? { baselineSeries: base.series } : {}) } : {}),
       ratio: r && u ? r.seconds / u.seconds : null,
       othersRatio: r && u && slowArg !== undefined ? others(r) / others(u) : null,
       start: a.cold ? 'cold' : 'ready', manifest: a['announce-only'] ? 'from the announce' : 'known before', bin: BIN, udpcastDecompresses: a.unzstd === true,

@@ -740,7 +740,9 @@ export class MulticastSender extends EventEmitter {
       return;
     }
     for (const r of active) {
-      if (overrun.has(r)) r.slowStrikes++; else r.slowStrikes = Math.max(0, r.slowStrikes - 1);
+      // a lagging receiver's repairs already wait behind the pass: it holds no one back, and over
+      // HTTP it would fetch again, whole, every chunk it holds a part of (and load the sender)
+      if (overrun.has(r) && !r.lagging) r.slowStrikes++; else r.slowStrikes = Math.max(0, r.slowStrikes - 1);
       if (r.slowStrikes >= STRIKES && active.length > 1) {
         r.state = 'unicast';
         this.o.logger?.warn({ receiver: r.id.toString(16), address: r.address }, 'receiver cannot keep up: moved to unicast');
