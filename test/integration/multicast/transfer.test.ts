@@ -118,6 +118,21 @@ d('multicast transfer', () => {
     expect(rr.reduce((t, x) => t + Number(x.json?.parityUsed) + Number(x.json?.parityUnused), 0)).toBeGreaterThan(0);
   });
 
+  it('a receiver given the manifest file is ready before the session: target opened, then bit-exact', async () => {
+    lab = new Lab({ hosts: 2 });
+    const target = join(work, 'preloaded.img');
+    const r = receive(lab, 1, target, ['--manifest', join(store, 'images', 'rack', 'manifest.json'), '--fallback', '30']);
+    // no sender yet: the manifest is verified and the (new) target created before any ANNOUNCE
+    for (let k = 0; k < 100 && !existsSync(target); k++) await sleep(100);
+    expect(existsSync(target)).toBe(true);
+    const s = send(lab, store, 'rack', ['--min-receivers', '1']);
+    const [sr, rr] = await Promise.all([s.done, r.done]);
+    expect(rr.code).toBe(0);
+    expect(rr.json?.mode).toBe('multicast');
+    expect(same(target)).toBe(true);
+    expect(sr?.code).toBe(0);
+  });
+
   it('with multicast blocked the receiver finishes over HTTP', async () => {
     lab = new Lab({ hosts: 2 });
     lab.dropMulticast(1);
