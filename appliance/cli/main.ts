@@ -16,7 +16,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   token: async () => (await import('./task.ts')).tokenCommand,
 };
 
-export async function usage(): Promise<string> {
+async function usage(): Promise<string> {
   const [image, mcast, serve, task] = await Promise.all([import('./image.ts'), import('./mcast.ts'), import('./serve.ts'), import('./task.ts')]);
   return `rackcast — network-boot disk imaging
 

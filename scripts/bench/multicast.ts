@@ -64,13 +64,16 @@ const work = mkdtempSync(join(tmpdir(), 'rc-bench-mcast-'));
 const targets = mkdtempSync(join(a['target-dir'] ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir()), 'rc-bench-mcast-'));
 const say = (s: string): void => { if (!a.json) console.log(s); else process.stderr.write(s + '\n'); };
 
+/** MiB/s → Mbit/s (tc rates are in 10^6 bits) */
+const mibToMbit = (mib: number): number => mib * 8.388608;
+
 /** One configuration: how many receivers, and receiver 1's link in MiB/s if it is the slow one. */
 interface Setup { N: number; slow: number | undefined }
 
 function makeLab({ N, slow }: Setup): Lab {
   const lab = new Lab({ hosts: N + 1, mtu });
   for (let i = 1; i <= N; i++) {
-    lab.rateLimit(i, i === 1 && slow !== undefined ? slow * 8 * 1.048576 : rateMbit);
+    lab.rateLimit(i, i === 1 && slow !== undefined ? mibToMbit(slow) : rateMbit);
     if (lossPct > 0) lab.loss(i, Math.round(lossPct * 10));
   }
   return lab;
@@ -163,7 +166,7 @@ try {
   // whatever the MTU) behind a 16-byte header: a 20 MiB clean transfer in the lab sent 14,404 data
   // frames of 1514 bytes plus 140 small control frames, matching that framing.
   const perPkt = (payload: number, hdr: number): number => Math.ceil(bytes / payload) * (payload + hdr + 28 + 14);
-  LIMIT_S = Math.max(60, Math.ceil(10 * bytes / (Math.min(rateMbit, slowArg !== undefined ? slowArg * 8.388608 : rateMbit) * 125000)));
+  LIMIT_S = Math.max(60, Math.ceil(10 * bytes / (Math.min(rateMbit, slowArg !== undefined ? mibToMbit(slowArg) : rateMbit) * 125000)));
   const runR = a.only !== 'udpcast';
   const runU = a.only !== 'rackcast';
   const rateBps = rateMbit * 1e6 / 8;
@@ -178,8 +181,7 @@ try {
     try {
       u = runU ? await udpcast(setup, frames, a.unzstd ? diskBytes : framesBytes) : undefined;
     } catch (e) {
-      uFailed = (e as Error).message;
-      killAll();
+      uFailed = (e as Error).message; // udpcast() has stopped what it started
     }
     if (u) say(`udpcast:  ${u.seconds.toFixed(2)} s`);
     if (uFailed) say(`udpcast failed: ${uFailed}`);

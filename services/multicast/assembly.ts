@@ -89,15 +89,13 @@ export class Assembly {
     const frame = this.#frame;
     if (!list || !frame) return;
     const [first, end] = blockRange(b, this.count);
+    let missing = 0;
+    for (let k = first; k < end; k++) if (!this.#got[k]) missing++;
+    if (missing > 0 && list.length < missing) return; // (called for every fragment added to the block meanwhile)
+    this.#parity?.delete(b);
     const fs = this.fragSize;
     const sources: (Uint8Array | undefined)[] = [];
-    let missing = 0;
-    for (let k = first; k < end; k++) {
-      if (this.#got[k]) sources.push(frame.subarray(k * fs, (k + 1) * fs));
-      else { sources.push(undefined); missing++; }
-    }
-    if (missing > 0 && list.length < missing) return;
-    this.#parity?.delete(b);
+    for (let k = first; k < end; k++) sources.push(this.#got[k] ? frame.subarray(k * fs, (k + 1) * fs) : undefined);
     for (const { index, data } of decodeBlock(fs, sources, list)) {
       frame.set(data, (first + index) * fs);
       this.#got[first + index] = 1;

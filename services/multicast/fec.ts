@@ -52,6 +52,16 @@ export function coefficient(j: number, i: number): number {
   return gfInv((FEC_K + j) ^ i);
 }
 
+/** A PARITY datagram's fragment index: block · 256 + parity id (docs/wire-protocol.md). */
+export function parityFragIndex(block: number, j: number): number {
+  return block * 256 + j;
+}
+
+/** [block, parity id] of a PARITY datagram's fragment index. */
+export function parityOf(fragIndex: number): [number, number] {
+  return [fragIndex >>> 8, fragIndex & 0xff];
+}
+
 /** Coded blocks of a chunk of `count` fragments (its last fragment is never coded). */
 export function codedBlocks(count: number): number {
   return Math.min(FEC_MAX_BLOCKS, Math.ceil(Math.max(0, count - 1) / FEC_K));

@@ -21,6 +21,7 @@ import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
 import { chunkUrl, fetchBytes } from './http-source.ts';
 import { CONTROL, DELTA, MAX_NACK_ENTRIES, STATE, decodeAnnounce, decodeControl, encodeNack, encodeStatus, encodeWants, type Announce, type NackEntry } from './messages.ts';
 import { udpRcvbufErrors } from './udp-stats.ts';
+import { parityOf } from './fec.ts';
 import { decodeHeader, decodeHeaderInto, HEADER_LENGTH, TYPE, type Header } from './wire.ts';
 import { SENDER_DEFAULTS } from './sender.ts';
 
@@ -134,7 +135,7 @@ export class MulticastReceiver {
       const start = Date.now();
       timers.push(setInterval(() => this.#nack(), this.o.nackIntervalMs + randomInt(0, 10)));
       timers.push(setInterval(() => this.#status(), this.o.statusMs));
-      timers.push(setInterval(() => { if (udpRcvbufErrors() > this.#dropsSent) this.#status(); }, this.o.dropWatchMs));
+      timers.push(setInterval(() => { const d = udpRcvbufErrors(); if (d > this.#dropsSent) this.#status(d); }, this.o.dropWatchMs));
       timers.push(setInterval(() => this.#rejoin(), this.o.rejoinMs));
       if (this.o.delta) timers.push(setInterval(() => this.#declare(), this.o.wantMs));
       // wait: complete, failed, or time to fall back to unicast
@@ -310,13 +311,7 @@ export class MulticastReceiver {
     try { decodeHeaderInto(msg, 0, h); } catch (e) { if (!isRackcastError(e)) throw e; this.stats.malformed++; return; }
     if (h.type === TYPE.PARITY) { this.#onParity(h, msg); return; }
     if (h.type !== TYPE.DATA) { this.#onGroupMessage(h.type, h.session, msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength), from); return; }
-    if (this.#session === undefined || h.session !== this.#session || !this.#have) { this.stats.foreign++; return; }
-    if (this.#deltaState === DELTA.COMPARING) { this.stats.ignoredComparing++; return; }
-    this.stats.dataPackets++;
-    this.#lastData = Date.now();
-    if (!this.#firstData) this.#firstData = performance.now();
-    if (h.index >= this.#table.length) { this.stats.malformed++; return; }
-    if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return; }
+    if (!this.#wanted(h)) return;
     let a = this.#partial.get(h.index);
     if (!a) {
       if (!this.#fits(h)) { this.stats.malformed++; return; }
@@ -355,19 +350,30 @@ export class MulticastReceiver {
    * is NACKed whole); a forged one rebuilds garbage that the chunk's hash check rejects.
    */
   #onParity(h: Header, msg: Buffer): void {
-    if (this.#session === undefined || h.session !== this.#session || !this.#have) { this.stats.foreign++; return; }
-    if (this.#deltaState === DELTA.COMPARING) { this.stats.ignoredComparing++; return; }
-    this.stats.dataPackets++;
-    this.#lastData = Date.now();
-    if (h.index >= this.#table.length) { this.stats.malformed++; return; }
-    if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return; }
+    if (!this.#wanted(h)) return;
     const a = this.#partial.get(h.index);
     if (!a) { this.stats.parityUnused++; return; }
-    const r = a.addParity(h.fragIndex >>> 8, h.fragIndex & 0xff, h.fragCount, h.fragSize, msg, HEADER_LENGTH, h.payloadLength);
+    const [block, j] = parityOf(h.fragIndex);
+    const r = a.addParity(block, j, h.fragCount, h.fragSize, msg, HEADER_LENGTH, h.payloadLength);
     if (r === 'mismatch') { this.stats.malformed++; return; }
     if (r !== 'ok') { this.stats.parityUnused++; return; }
     this.stats.parityUsed++;
     if (a.complete()) this.#assembled(a);
+  }
+
+  /**
+   * A DATA or PARITY datagram of our session, for a chunk still to be assembled here (counted
+   * otherwise: foreign, ignored while comparing, malformed index, duplicate).
+   */
+  #wanted(h: Header): boolean {
+    if (this.#session === undefined || h.session !== this.#session || !this.#have) { this.stats.foreign++; return false; }
+    if (this.#deltaState === DELTA.COMPARING) { this.stats.ignoredComparing++; return false; }
+    this.stats.dataPackets++;
+    this.#lastData = Date.now();
+    if (!this.#firstData) this.#firstData = performance.now();
+    if (h.index >= this.#table.length) { this.stats.malformed++; return false; }
+    if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return false; }
+    return true;
   }
 
   /** Whether a DATA header's fragments fit its chunk's largest possible frame (asked only when an assembly (re)starts). */
@@ -497,7 +503,8 @@ export class MulticastReceiver {
     }
   }
 
-  #status(): void {
+  /** drops: the namespace's socket drops, when the caller has just read them */
+  #status(drops = udpRcvbufErrors()): void {
     if (!this.#sender && (this.#mode === 'unicast' || this.#done)) {
       // Never heard the session (multicast blocked, or a delta target that needed nothing): report
       // to the sender's unicast port anyway, with session 0, so the session knows this machine.
@@ -506,7 +513,7 @@ export class MulticastReceiver {
     }
     if (!this.#sender) return;
     const state = this.#done ? STATE.DONE : this.#mode === 'unicast' ? STATE.UNICAST : STATE.RECEIVING;
-    this.#dropsSent = udpRcvbufErrors();
+    this.#dropsSent = drops;
     this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: this.#dropsSent, written: this.#written, parity: true, received: this.stats.dataPackets, ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
   }
 

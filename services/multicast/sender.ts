@@ -23,7 +23,7 @@ import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
 import { decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, TYPE, type Header } from './wire.ts';
 import { CONTROL, STATE, decodeNack, decodeStatus, decodeWant, encodeAnnounce, encodeControl, encodeEnd } from './messages.ts';
 import { Pacer } from './pacer.ts';
-import { FEC_K, FEC_MAX_PARITY, blockRange, codedBlocks, encodeParity } from './fec.ts';
+import { FEC_K, FEC_MAX_PARITY, blockRange, codedBlocks, encodeParity, parityFragIndex, parityOf } from './fec.ts';
 
 /** How many chunks verification may run ahead of the first pass (bounds the frame cache's churn). */
 const VERIFY_AHEAD = 32;
@@ -41,7 +41,7 @@ const LAG_MIN_PACKETS = 200;
 const ADAPT_MS = 250;
 const ADAPT_HOLD_MS = 500;
 const STRIKES = 12; // × ADAPT_MS = 3 s
-/** Work items ≥ this are parities: PARITY_CODE + block · 256 + parity id. */
+/** Work items ≥ this are parities: PARITY_CODE + the PARITY's fragment index (fec.ts parityFragIndex). */
 const PARITY_CODE = 0x10000;
 
 export const SENDER_DEFAULTS = {
@@ -393,7 +393,7 @@ export class MulticastSender extends EventEmitter {
       next ??= new Uint8Array(blocks);
       const j = next[b] as number;
       if (most === 0 || most >= ks.length || j + most > FEC_MAX_PARITY) { out.push(...ks); continue; }
-      for (let t = 0; t < most; t++) out.push(PARITY_CODE + b * 256 + j + t);
+      for (let t = 0; t < most; t++) out.push(PARITY_CODE + parityFragIndex(b, j + t));
       next[b] = j + most;
       this.stats.codedFragments += ks.length;
     }
@@ -499,18 +499,16 @@ export class MulticastSender extends EventEmitter {
     return HEADER_LENGTH + len;
   }
 
-  /** Parity id (code & 0xff) of FEC block code >> 8 of the current chunk, as one PARITY datagram. */
-  #sendParity(c: { index: number; frame: Buffer; count: number }, code: number): number {
+  /** The PARITY with fragment index fragIndex (block, parity id) of the current chunk, as one datagram. */
+  #sendParity(c: { index: number; frame: Buffer; count: number }, fragIndex: number): number {
     const fs = this.#fragSize;
-    const [first, end] = blockRange(code >>> 8, c.count);
+    const [block, j] = parityOf(fragIndex);
+    const [first, end] = blockRange(block, c.count);
     const sources: Uint8Array[] = [];
     for (let k = first; k < end; k++) sources.push(c.frame.subarray(k * fs, (k + 1) * fs));
-    const body = encodeParity(code & 0xff, sources, Buffer.allocUnsafe(fs));
-    const h = this.#head;
-    Object.assign(h, { type: TYPE.PARITY, session: this.session, index: c.index, fragIndex: code, fragCount: c.count, payloadLength: fs, fragSize: fs });
+    const body = encodeParity(j, sources, Buffer.allocUnsafe(fs));
     const head = Buffer.allocUnsafe(HEADER_LENGTH);
-    encodeHeader(h, head);
-    h.type = TYPE.DATA;
+    encodeHeader({ type: TYPE.PARITY, session: this.session, index: c.index, fragIndex, fragCount: c.count, payloadLength: fs, fragSize: fs }, head);
     this.#sendParts(head, body as Buffer);
     return HEADER_LENGTH + fs;
   }

@@ -23,6 +23,7 @@
 // fragment index = block · 256 + parity id j (j < 192; block · 64 below count − 1), fragment count
 // and size as the chunk's DATA, payload = fragSize bytes of Σ coefficient(j, i)·fragment_i.
 import { RackcastError } from '../errors.ts';
+import { FEC_K, FEC_MAX_PARITY, parityOf } from './fec.ts';
 
 export const MAGIC = 0x52434d43; // "RCMC"
 export const VERSION = 1;
@@ -109,8 +110,9 @@ export function decodeHeaderInto(buf: Uint8Array, offset: number, h: Header): nu
     const last = h.fragIndex === h.fragCount - 1;
     if (last ? h.payloadLength > h.fragSize : h.payloadLength !== h.fragSize) invalid('fragment length does not match the fragment size', offset + 20);
   } else if (h.type === TYPE.PARITY) {
-    // block b = fragIndex >> 8 covers fragments [64b, min(64b + 64, count − 1)): it must hold one
-    if (h.fragCount < 2 || (h.fragIndex >>> 8) * 64 >= h.fragCount - 1 || (h.fragIndex & 0xff) >= 192) invalid(`parity ${h.fragIndex & 0xff} of block ${h.fragIndex >>> 8} of a chunk of ${h.fragCount} fragments`, offset + 16);
+    // block b covers fragments [64b, min(64b + 64, count − 1)): it must hold one
+    const [b, j] = parityOf(h.fragIndex);
+    if (h.fragCount < 2 || b * FEC_K >= h.fragCount - 1 || j >= FEC_MAX_PARITY) invalid(`parity ${j} of block ${b} of a chunk of ${h.fragCount} fragments`, offset + 16);
     if (h.fragSize === 0 || h.payloadLength !== h.fragSize) invalid('parity length does not match the fragment size', offset + 20);
   }
   return HEADER_LENGTH + h.payloadLength;

@@ -218,6 +218,11 @@ export interface LogState {
   detail: string;
 }
 
+/** A restart page has an update sequence, except a "CHKD" one whose usa_count is 0. */
+function hasUsa(b: Buffer): boolean {
+  return !(b.toString('latin1', 0, 4) === 'CHKD' && b.readUInt16LE(6) === 0);
+}
+
 interface RestartPage { pos: number; chkd: boolean; lsn: bigint; torn: boolean; major: number; minor: number; inUse: number; flags: number }
 
 const pow2 = (x: number): boolean => x > 0 && (x & (x - 1)) === 0;
@@ -234,9 +239,8 @@ function restartPageProblem(b: Buffer, pos: number): string | undefined {
   if (!((major === 1 && minor === 1) || (major === 2 && minor === 0))) return `version ${major}.${minor} unsupported`;
   const chkd = b.toString('latin1', 0, 4) === 'CHKD';
   const usaCount = b.readUInt16LE(6);
-  const haveUsa = !(chkd && usaCount === 0);
   let usaEnd = RESTART_HEADER_SIZE;
-  if (haveUsa) {
+  if (hasUsa(b)) {
     if (usaCount !== 1 + sps / NTFS_BLOCK) return `update sequence of ${usaCount} entries for a ${sps}-byte page`;
     const usaOfs = b.readUInt16LE(4);
     usaEnd = usaOfs + usaCount * 2;
@@ -314,7 +318,7 @@ export async function checkLogFile(read: (pos: number, length: number) => Promis
     const chkd = magic === 'CHKD';
     const raOfs = b.readUInt16LE(0x18);
     let torn = false;
-    if (!(chkd && b.readUInt16LE(6) === 0)) {
+    if (hasUsa(b)) {
       const fix = fixupProblem(page);
       if (fix !== undefined) {
         // like ntfs-3g: fatal only when the restart area reaches past the first sector's fixup

@@ -10,6 +10,7 @@ import { createSocket } from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
 import { decodeHeader, encodeHeader, HEADER_LENGTH, TYPE } from '../../../services/multicast/wire.ts';
 import { decodeAnnounce } from '../../../services/multicast/messages.ts';
+import { FEC_MAX_BLOCKS, FEC_MAX_PARITY, codedBlocks, parityFragIndex } from '../../../services/multicast/fec.ts';
 
 const [ifaddr, group, portS, countS, secondsS] = process.argv.slice(2) as [string, string, string, string, string];
 const port = Number(portS);
@@ -40,9 +41,9 @@ send.bind(0, ifaddr, () => send.setMulticastInterface(ifaddr));
 function parity(fragSize: number): void {
   const known = [...counts.entries()];
   const [index, count] = known.length ? known[randomInt(0, known.length)] as [number, number] : [randomInt(0, chunks), randomInt(2, 800)];
-  const blocks = Math.ceil((count - 1) / 64);
+  const blocks = Math.min(codedBlocks(count), FEC_MAX_BLOCKS);
   const out = Buffer.alloc(HEADER_LENGTH + fragSize);
-  encodeHeader({ type: TYPE.PARITY, session: session as number, index, fragIndex: randomInt(0, Math.min(blocks, 256)) * 256 + randomInt(0, 192), fragCount: count, payloadLength: fragSize, fragSize }, out);
+  encodeHeader({ type: TYPE.PARITY, session: session as number, index, fragIndex: parityFragIndex(randomInt(0, blocks), randomInt(0, FEC_MAX_PARITY)), fragCount: count, payloadLength: fragSize, fragSize }, out);
   randomBytes(fragSize).copy(out, HEADER_LENGTH);
   send.send(out, port, group);
   sent++;

@@ -15,10 +15,11 @@ export async function apiApp(tag: string, disk: Buffer, images: string[]): Promi
   const dir = mkdtempSync(join(tmpdir(), `rc-test-${tag}-`));
   const path = join(dir, 'disk.img');
   writeFileSync(path, disk);
-  for (const name of images) await captureImage({ store: ImageStore.open(dir), source: path, name, blockSize: 1 << 20 });
+  const imageStore = ImageStore.open(dir);
+  for (const name of images) await captureImage({ store: imageStore, source: path, name, blockSize: 1 << 20 });
   const token = ensureAdminToken(dir).token;
   const store = Store.open(dir);
-  const app = buildApp({ store, images: ImageStore.open(dir), dataDir: dir, baseUrl: 'http://10.0.0.1:8080', unknown: 'ignore' });
+  const app = buildApp({ store, images: imageStore, dataDir: dir, baseUrl: 'http://10.0.0.1:8080', unknown: 'ignore' });
   await app.ready();
   return { dir, store, app, token, close: async () => { await app.close(); store.close(); rmSync(dir, { recursive: true, force: true }); } };
 }

@@ -33,7 +33,7 @@ describe('FEC blocks', () => {
   ])('rebuild %s from as many parities, whichever parities they are', (_name, k, lost) => {
     const size = 1448;
     const src = Array.from({ length: k }, () => new Uint8Array(randomBytes(size)));
-    const ids = [3, 0, FEC_MAX_PARITY - 1, 17, 100, 42, 8, 9].slice(0, lost.length).concat(Array.from({ length: Math.max(0, lost.length - 8) }, (_, n) => 120 + n));
+    const ids = [3, 0, FEC_MAX_PARITY - 1, 17, 100, 42, 8].slice(0, lost.length);
     const parities = ids.map((j) => ({ j, data: encodeParity(j, src, new Uint8Array(size)) }));
     const have = src.map((s, i) => (lost.includes(i) ? undefined : s));
     const got = decodeBlock(size, have, parities);

@@ -6,7 +6,7 @@ import { openSync, writeSync, closeSync, readFileSync, rmSync, copyFileSync } fr
 import { join } from 'node:path';
 import { allocationFor } from '../../../../services/image/fs/index.ts';
 import { decodeExtSuper, extHasSuper } from '../../../../services/image/fs/ext.ts';
-import { MiB, fileReader, fileSet, hasTool, makeExt, partcloneUsed, sh, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
+import { MiB, fileReader, fileSet, hasTool, makeExt, partcloneUsed, sh, shAll, tempDir, expectMarkersCovered, allocFile as alloc } from './helpers.ts';
 
 const tools = hasTool('mkfs.ext4') && hasTool('debugfs') && hasTool('partclone.ext4');
 const d = tools ? describe : describe.skip;
@@ -30,11 +30,6 @@ const CASES: Case[] = [
 let work: string;
 beforeAll(() => { work = tempDir('ext'); });
 afterAll(() => { rmSync(work, { recursive: true, force: true }); });
-
-async function alloc(img: string, force = false) {
-  const f = fileReader(img);
-  try { return await allocationFor(f.readAt, { start: 0, size: f.size }, { force }); } finally { f.close(); }
-}
 
 d('ext2/3/4 on real filesystems', () => {
   for (const [i, c] of CASES.entries()) {

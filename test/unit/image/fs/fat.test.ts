@@ -7,7 +7,7 @@ import { closeSync, copyFileSync, openSync, readFileSync, rmSync, writeSync } fr
 import { join } from 'node:path';
 import { allocationFor, type Allocation } from '../../../../services/image/fs/index.ts';
 import { decodeFatBpb } from '../../../../services/image/fs/fat.ts';
-import { fileReader, fileSet, hasTool, makeFat, partcloneUsed, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
+import { fileReader, fileSet, hasTool, makeFat, partcloneUsed, shAll, tempDir, expectMarkersCovered, allocFile as alloc } from './helpers.ts';
 
 const tools = hasTool('mkfs.fat') && hasTool('mcopy') && hasTool('fsck.fat') && hasTool('partclone.fat');
 const d = tools ? describe : describe.skip;
@@ -25,11 +25,6 @@ const CASES: Case[] = [
 let work: string;
 beforeAll(() => { work = tempDir('fat'); });
 afterAll(() => { rmSync(work, { recursive: true, force: true }); });
-
-async function alloc(img: string, force = false): Promise<Allocation> {
-  const f = fileReader(img);
-  try { return await allocationFor(f.readAt, { start: 0, size: f.size }, { force }); } finally { f.close(); }
-}
 
 /** fsck.fat's view: bytes of the volume not in free clusters. */
 function fsckUsedBytes(img: string, size: number): number {

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Range, ReadAt } from '../../../../services/image/fs/index.ts';
+import { allocationFor, type Allocation, type Range, type ReadAt } from '../../../../services/image/fs/index.ts';
 import { applyFixups, decodeNtfsBoot, recordAttributes } from '../../../../services/image/fs/ntfs.ts';
 
 import { MiB, sh } from '../../../helpers/disks.ts';
@@ -41,6 +41,12 @@ export function fileReader(path: string): { readAt: ReadAt; size: number; close:
     },
     close: () => closeSync(fd),
   };
+}
+
+/** The used ranges of the filesystem in an image file, as capture sees them. */
+export async function allocFile(img: string, force = false): Promise<Allocation> {
+  const f = fileReader(img);
+  try { return await allocationFor(f.readAt, { start: 0, size: f.size }, { force }); } finally { f.close(); }
 }
 
 export const MARK = 'RCMK';

@@ -7,9 +7,9 @@ import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { closeSync, copyFileSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { allocationFor, type Allocation } from '../../../../services/image/fs/index.ts';
+import type { Allocation } from '../../../../services/image/fs/index.ts';
 import { applyFixups, checkLogFile, decodeNtfsBoot, decodeRuns, recordAttributes, type LogVerdict } from '../../../../services/image/fs/ntfs.ts';
-import { MiB, fileReader, fileSet, hasTool, makeNtfs, markNtfsDirty, sh, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
+import { MiB, fileSet, hasTool, makeNtfs, markNtfsDirty, sh, shAll, tempDir, expectMarkersCovered, allocFile as alloc } from './helpers.ts';
 
 const tools = hasTool('mkntfs') && hasTool('ntfscp') && hasTool('ntfsinfo') && hasTool('ntfscat') && hasTool('ntfstruncate');
 const d = tools ? describe : describe.skip;
@@ -20,11 +20,6 @@ const PAGE = 4096;
 let work: string;
 beforeAll(() => { work = tempDir('ntfslog'); });
 afterAll(() => { rmSync(work, { recursive: true, force: true }); });
-
-async function alloc(img: string, force = false): Promise<Allocation> {
-  const f = fileReader(img);
-  try { return await allocationFor(f.readAt, { start: 0, size: f.size }, { force }); } finally { f.close(); }
-}
 
 interface PageSpec {
   magic?: string;

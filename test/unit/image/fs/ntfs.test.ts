@@ -5,9 +5,9 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { closeSync, copyFileSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { allocationFor, type Allocation } from '../../../../services/image/fs/index.ts';
-import { applyFixups, decodeNtfsBoot, recordAttributes } from '../../../../services/image/fs/ntfs.ts';
-import { MiB, fileReader, fileSet, hasTool, makeNtfs, markNtfsDirty, partcloneUsed, shAll, tempDir, expectMarkersCovered } from './helpers.ts';
+import type { Allocation } from '../../../../services/image/fs/index.ts';
+import { decodeNtfsBoot } from '../../../../services/image/fs/ntfs.ts';
+import { MiB, fileSet, hasTool, makeNtfs, markNtfsDirty, partcloneUsed, shAll, tempDir, expectMarkersCovered, allocFile as alloc } from './helpers.ts';
 
 const tools = hasTool('mkntfs') && hasTool('ntfscp') && hasTool('ntfstruncate') && hasTool('partclone.ntfs');
 const d = tools ? describe : describe.skip;
@@ -23,11 +23,6 @@ const CASES: Case[] = [
 let work: string;
 beforeAll(() => { work = tempDir('ntfs'); });
 afterAll(() => { rmSync(work, { recursive: true, force: true }); });
-
-async function alloc(img: string, force = false): Promise<Allocation> {
-  const f = fileReader(img);
-  try { return await allocationFor(f.readAt, { start: 0, size: f.size }, { force }); } finally { f.close(); }
-}
 
 d('NTFS on real volumes', () => {
   for (const [i, c] of CASES.entries()) {
