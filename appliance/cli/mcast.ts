@@ -8,19 +8,23 @@ import { ImageStore } from '../../services/image/index.ts';
 import { MulticastSender, SENDER_DEFAULTS } from '../../services/multicast/sender.ts';
 import { MulticastReceiver, RECEIVER_DEFAULTS } from '../../services/multicast/receiver.ts';
 import { serveImages } from '../../services/multicast/http-source.ts';
+import type { IoMode } from '../../services/multicast/batch-io.ts';
 import { dataDirFrom } from './main.ts';
 import { fmtBytes, progressBar } from './progress.ts';
 
 export const MCAST_USAGE = `  mcast send NAME --interface IF [--group ADDR] [--port N] [--rate 900m] [--min-receivers N]
              [--max-wait S] [--deadline S] [--mtu N] [--http-port N] [--receiver-timeout S]
-             [--delta-wait S] [--json]
+             [--delta-wait S] [--io auto|native|dgram] [--json]
                                 send an image to every receiver on the group, until all are done;
                                 the first pass skips chunks no receiver needs (delta receivers)
   mcast receive --interface IF --target FILE_OR_DEVICE [--group ADDR] [--port N]
-             [--from URL] [--manifest FILE] [--trust-key KEYID] [--fallback S] [--delta] [--grow] [--json]
+             [--from URL] [--manifest FILE] [--trust-key KEYID] [--fallback S] [--delta] [--grow]
+             [--io auto|native|dgram] [--json]
                                 receive, verify and write an image (unicast fallback over HTTP);
                                 --delta: compare the target first, fetch and write only what differs;
-                                --grow: grow the last partition onto a larger target`;
+                                --grow: grow the last partition onto a larger target
+                                --io: group datagrams batched through the rcudp addon (native),
+                                one at a time through node:dgram, or native where built (auto)`;
 
 const options = {
   store: { type: 'string' }, 'data-dir': { type: 'string' }, interface: { type: 'string' }, group: { type: 'string' },
@@ -28,8 +32,13 @@ const options = {
   deadline: { type: 'string' }, mtu: { type: 'string' }, 'http-port': { type: 'string' }, json: { type: 'boolean' },
   target: { type: 'string' }, from: { type: 'string' }, manifest: { type: 'string' }, 'trust-key': { type: 'string' },
   fallback: { type: 'string' }, discard: { type: 'boolean' }, 'receiver-timeout': { type: 'string' },
-  delta: { type: 'boolean' }, 'delta-wait': { type: 'string' }, grow: { type: 'boolean' },
+  delta: { type: 'boolean' }, 'delta-wait': { type: 'string' }, grow: { type: 'boolean' }, io: { type: 'string' },
 } as const;
+
+function ioMode(s: string): IoMode {
+  if (s !== 'auto' && s !== 'native' && s !== 'dgram') throw new RackcastError('RC_ERR_USAGE', `--io: auto, native or dgram, not "${s}"`);
+  return s;
+}
 
 /** An interface name (eth0) or an IPv4 address → the IPv4 address to use. */
 export function interfaceAddress(spec: string | undefined): string {
@@ -65,6 +74,7 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   const common = {
     ...(v.group ? { group: v.group } : {}),
     ...(v.port ? { port: num(v.port, 'port', 1, 65535) as number } : {}),
+    ...(v.io ? { io: ioMode(v.io) } : {}),
   };
   if (sub === 'send') {
     if (pos.length !== 1) throw new RackcastError('RC_ERR_USAGE', 'usage: rackcast mcast send NAME --interface IF');

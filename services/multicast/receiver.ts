@@ -8,6 +8,7 @@
 // counts every chunk whose blocks all hold the right bytes as done, and tells the sender which
 // chunks it still needs (WANT), so the sender's first pass can skip what no receiver needs.
 import { createSocket, type Socket } from 'node:dgram';
+import { ipOf, openGroupReceiver, type GroupReceiver, type IoMode } from './batch-io.ts';
 import { randomInt, createHash } from 'node:crypto';
 import { RackcastError, isRackcastError } from '../errors.ts';
 import { DiskWriter } from '../image/disk-writer.ts';
@@ -39,6 +40,8 @@ export const RECEIVER_DEFAULTS = {
   rejoinMs: 60000,
   httpConcurrency: 4,
   wantMs: 250, // a delta receiver repeats its WANT this often until the sender acknowledges it
+  io: 'auto' as IoMode, // group datagrams: batched through the rcudp addon where it is built (batch-io.ts)
+  ringSlots: 4096, // native: datagrams the receive ring holds while the JS thread is busy
 };
 
 export interface ReceiverOptions extends Partial<typeof RECEIVER_DEFAULTS> {
@@ -74,6 +77,8 @@ export interface ReceiveReport {
   skippedBytes?: number; compareSeconds?: number;
   /** what the `grow` option did on a larger target, or why not (DiskWriter.growLast) */
   grow?: Awaited<ReturnType<DiskWriter['growLast']>>;
+  /** how group datagrams were received (batch-io.ts), and the native ring's counters */
+  io: 'native' | 'dgram'; ring?: Record<string, number>;
 }
 
 interface Loaded { manifest: Manifest; sig: SignatureFile; digest: string; url: string | undefined }
@@ -82,7 +87,7 @@ export class MulticastReceiver {
   readonly id = randomInt(1, 0xffffffff);
   readonly o: typeof RECEIVER_DEFAULTS & ReceiverOptions;
   readonly stats = { viaMulticast: 0, viaUnicast: 0, rejected: 0, duplicates: 0, malformed: 0, foreign: 0, nacksSent: 0, dataPackets: 0, wantsSent: 0, ignoredComparing: 0, parityUsed: 0, parityUnused: 0, rebuilt: 0 };
-  #data?: Socket;
+  #data?: GroupReceiver;
   #ctl?: Socket;
   #session?: number;
   #sender?: { address: string; port: number };
@@ -173,10 +178,13 @@ export class MulticastReceiver {
       }
       const img = this.#img as Loaded;
       const { viaMulticast: m, viaUnicast: u } = this.stats;
+      const io = this.#data?.kind ?? 'dgram';
+      const ring = io === 'native' ? this.#data?.stats() : undefined;
       return {
         image: img.manifest.name, digest: img.digest, session: this.#session ?? 0, seconds: (performance.now() - t0) / 1000, chunks: this.#table.length,
         bytesWritten: this.#written, times: this.#times, ...this.stats, mode: u === 0 ? 'multicast' : m === 0 ? 'unicast' : 'mixed',
         ...(this.o.delta ? { skippedBytes: this.#skipped, compareSeconds: this.#compareSeconds } : {}), ...(grown ? { grow: grown } : {}),
+        io, ...(ring ? { ring } : {}),
       };
     } catch (e) {
       if (this.#sender && this.#ctl) this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state: STATE.FAILED, have: this.#have?.count ?? 0, total: this.#table.length, backlog: 0, drops: 0, written: this.#written }));
@@ -193,12 +201,9 @@ export class MulticastReceiver {
 
   async #open(): Promise<void> {
     this.#pool = new WorkerPool({ root: '/nonexistent', level: 3 }, this.o.workers ? { workers: this.o.workers } : {});
-    const data = createSocket({ type: 'udp4', reuseAddr: true });
-    this.#data = data;
-    data.on('message', (msg, rinfo) => this.#onData(msg, rinfo.address));
-    await new Promise<void>((res, rej) => { data.once('error', rej); data.bind(this.o.port, this.o.group, () => { data.off('error', rej); res(); }); });
-    data.addMembership(this.o.group, this.o.interfaceAddress);
-    try { data.setRecvBufferSize(32 << 20); } catch { /* capped by net.core.rmem_max */ }
+    this.#data = await openGroupReceiver({ group: this.o.group, port: this.o.port, iface: this.o.interfaceAddress, rcvbuf: 32 << 20, io: this.o.io, slots: this.o.ringSlots },
+      (buf, off, len, from) => this.#onData(buf, off, len, from), () => { this.stats.malformed++; });
+    this.o.logger?.info({ io: this.#data.kind, rcvbuf: this.#data.rcvbuf }, 'joined the multicast group');
     const ctl = createSocket({ type: 'udp4' });
     this.#ctl = ctl;
     ctl.on('message', (msg) => this.#onControl(msg));
@@ -306,11 +311,14 @@ export class MulticastReceiver {
     for (const b of this.#wants) { this.#sendCtl(b); this.stats.wantsSent++; }
   }
 
-  #onData(msg: Buffer, from: string): void {
+  /** A group datagram: msg[off, off + len), valid only until this returns (a reused ring slot). */
+  #onData(msg: Buffer, off: number, len: number, from: string | number): void {
     const h = this.#h; // reused: nothing is allocated per datagram on the way to its assembly
-    try { decodeHeaderInto(msg, 0, h); } catch (e) { if (!isRackcastError(e)) throw e; this.stats.malformed++; return; }
-    if (h.type === TYPE.PARITY) { this.#onParity(h, msg); return; }
-    if (h.type !== TYPE.DATA) { this.#onGroupMessage(h.type, h.session, msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength), from); return; }
+    try { decodeHeaderInto(msg, off, h, off + len); } catch (e) { if (!isRackcastError(e)) throw e; this.stats.malformed++; return; }
+    const body = off + HEADER_LENGTH;
+    if (h.type === TYPE.PARITY) { this.#onParity(h, msg, body); return; }
+    // group messages are rare: copied, so nothing decoded from them points into a reused slot
+    if (h.type !== TYPE.DATA) { this.#onGroupMessage(h.type, h.session, Buffer.from(msg.subarray(body, body + h.payloadLength)), ipOf(from)); return; }
     if (!this.#wanted(h)) return;
     let a = this.#partial.get(h.index);
     if (!a) {
@@ -318,7 +326,7 @@ export class MulticastReceiver {
       a = this.#startAssembly(h.index, h.fragCount, h.fragSize);
       if (!a) return; // no room: it will be NACKed later
     }
-    let added = a.add(h.fragIndex, h.fragCount, h.fragSize, msg, HEADER_LENGTH, h.payloadLength);
+    let added = a.add(h.fragIndex, h.fragCount, h.fragSize, msg, body, h.payloadLength);
     if (added === 'mismatch' && a.mismatches > 2 * a.have + 2 && this.#fits(h)) {
       // The assembly was started by a fragment that disagrees with what keeps arriving (forged
       // or from a stale session), and more disagree than agree: start over. A genuine assembly
@@ -327,7 +335,7 @@ export class MulticastReceiver {
       a.discard();
       a = this.#startAssembly(h.index, h.fragCount, h.fragSize);
       if (!a) return;
-      added = a.add(h.fragIndex, h.fragCount, h.fragSize, msg, HEADER_LENGTH, h.payloadLength);
+      added = a.add(h.fragIndex, h.fragCount, h.fragSize, msg, body, h.payloadLength);
     }
     if (added !== 'ok') { if (added === 'dup') this.stats.duplicates++; else this.stats.malformed++; return; }
     // Chunks before one that is visibly being sent have been sent in full: their gaps are losses
@@ -349,12 +357,12 @@ export class MulticastReceiver {
    * A PARITY for a chunk being reassembled. One for a chunk not started is of no use (the chunk
    * is NACKed whole); a forged one rebuilds garbage that the chunk's hash check rejects.
    */
-  #onParity(h: Header, msg: Buffer): void {
+  #onParity(h: Header, msg: Buffer, body: number): void {
     if (!this.#wanted(h)) return;
     const a = this.#partial.get(h.index);
     if (!a) { this.stats.parityUnused++; return; }
     const [block, j] = parityOf(h.fragIndex);
-    const r = a.addParity(block, j, h.fragCount, h.fragSize, msg, HEADER_LENGTH, h.payloadLength);
+    const r = a.addParity(block, j, h.fragCount, h.fragSize, msg, body, h.payloadLength);
     if (r === 'mismatch') { this.stats.malformed++; return; }
     if (r !== 'ok') { this.stats.parityUnused++; return; }
     this.stats.parityUsed++;
@@ -523,14 +531,14 @@ export class MulticastReceiver {
 
   #rejoin(): void {
     // Re-announce membership (a switch without an IGMP querier may age it out).
-    try { this.#data?.dropMembership(this.o.group, this.o.interfaceAddress); this.#data?.addMembership(this.o.group, this.o.interfaceAddress); } catch { /* closing */ }
+    try { this.#data?.membership(false); this.#data?.membership(true); } catch { /* closing */ }
   }
 
   /** Fetch every chunk still missing over HTTP, a few at a time, verified like multicast ones. */
   async #unicast(): Promise<void> {
     if (this.#mode === 'unicast') return;
     this.#mode = 'unicast';
-    try { this.#data?.dropMembership(this.o.group, this.o.interfaceAddress); } catch { /* already left */ }
+    try { this.#data?.membership(false); } catch { /* already left */ }
     this.#status();
     const url = this.#img?.url ?? this.o.imageUrl;
     if (!this.#img) {
@@ -564,10 +572,11 @@ export class MulticastReceiver {
   }
 
   async close(): Promise<void> {
-    const socks = [this.#data, this.#ctl].filter((s): s is Socket => s !== undefined);
+    const data = this.#data;
+    const ctl = this.#ctl;
     this.#data = undefined;
     this.#ctl = undefined;
-    await Promise.all(socks.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await Promise.all([data?.close(), ctl && new Promise<void>((r) => ctl.close(() => r()))]);
     await this.#pool?.close();
     this.#pool = undefined;
     if (this.#writer && !this.#done) await this.#writer.close().catch(() => undefined);

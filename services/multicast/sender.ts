@@ -12,6 +12,7 @@
 // first pass sends only chunks some receiver still needs, a receiver that has not declared counting
 // as needing everything (docs/decisions.md, "Delta inside a multicast session").
 import { createSocket, type Socket } from 'node:dgram';
+import { openGroupSender, type GroupSender, type IoMode } from './batch-io.ts';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
@@ -66,6 +67,7 @@ export const SENDER_DEFAULTS = {
   // once sending may start, wait at most this long for delta receivers still comparing their
   // targets (only when every receiver is a delta receiver: otherwise everything is needed anyway)
   declareWaitMs: 60000,
+  io: 'auto' as IoMode, // group datagrams: one sendmmsg per paced burst through the rcudp addon where it is built (batch-io.ts)
 };
 
 export interface SenderOptions extends Partial<typeof SENDER_DEFAULTS> {
@@ -106,6 +108,8 @@ export interface SessionReport {
   parityPackets: number; codedFragments: number;
   /** chunks verified by their seal (the frame's SHA-256) instead of decompressing */
   sealedChunks: number;
+  /** how group datagrams were sent (batch-io.ts); datagrams the kernel would not take (lost, NACKed) */
+  io: 'native' | 'dgram'; sendDropped: number;
   /** seconds since this process started: sockets ready (first ANNOUNCE), each receiver's first message (in order), sending started */
   since: { ready: number; joins: number[]; go: number | null };
   /** first pass: chunks sent, and chunks (and their frame bytes) not sent because no receiver needed them */
@@ -118,7 +122,8 @@ export class MulticastSender extends EventEmitter {
   readonly receivers = new Map<number, ReceiverState>();
   readonly stats = { bytesSent: 0, packetsSent: 0, repairPackets: 0, lagRepairPackets: 0, parityPackets: 0, codedFragments: 0, sealedChunks: 0, malformed: 0, nacks: 0, foreign: 0, wants: 0, passChunks: 0, skippedChunks: 0, skippedBytes: 0 };
   #sock?: Socket; // control: receivers' NACK/STATUS/WANT arrive here, CONTROL leaves from here
-  #group?: Socket; // connected to the group: DATA, ANNOUNCE, END (no address lookup per datagram)
+  #group?: GroupSender; // connected to the group: DATA, ANNOUNCE, END (batch-io.ts)
+  readonly #headBuf = Buffer.alloc(HEADER_LENGTH); // the header being sent (GroupSender.push copies it)
   #img?: OpenImage;
   #chunks: ChunkEntry[] = [];
   #frames = new Map<number, Buffer>();
@@ -224,8 +229,8 @@ export class MulticastSender extends EventEmitter {
     this.#sock = sock;
     sock.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo.address, rinfo.port));
     await new Promise<void>((res, rej) => { sock.once('error', rej); sock.bind(this.o.port, this.o.interfaceAddress, () => { sock.off('error', rej); res(); }); });
-    this.#group = await this.#groupSocket();
-    this.o.logger?.info({ session: this.session, image: this.o.image, chunks: this.#chunks.length, group: this.o.group, port: this.o.port }, 'multicast session ready');
+    this.#group = await openGroupSender({ group: this.o.group, port: this.o.port, iface: this.o.interfaceAddress, sndbuf: 4 << 20, io: this.o.io });
+    this.o.logger?.info({ io: this.#group.kind, session: this.session, image: this.o.image, chunks: this.#chunks.length, group: this.o.group, port: this.o.port }, 'multicast session ready');
     this.#t0 = performance.now();
     const readyAt = this.#t0;
     const verifying = this.#verifyAhead();
@@ -279,6 +284,7 @@ export class MulticastSender extends EventEmitter {
       extraBytesPct: due ? Math.max(0, (this.stats.bytesSent - due - this.stats.packetsSent * HEADER_LENGTH) / due * 100) : 0,
       finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed, lagRepairPackets: this.stats.lagRepairPackets,
       parityPackets: this.stats.parityPackets, codedFragments: this.stats.codedFragments, sealedChunks: this.stats.sealedChunks,
+      io: this.#group?.kind ?? 'dgram', sendDropped: this.#group?.dropped ?? 0,
       since: { ready: readyAt / 1000, joins: [...this.receivers.values()].map((r) => (r.joinedAt - performance.timeOrigin) / 1000).sort((x, y) => x - y), go: this.#started ? this.#t0 / 1000 : null },
       passChunks: this.stats.passChunks, skippedChunks: this.stats.skippedChunks, skippedBytes: this.stats.skippedBytes,
     };
@@ -286,24 +292,6 @@ export class MulticastSender extends EventEmitter {
     await verifying;
     if (this.#failure) throw this.#failure;
     return report;
-  }
-
-  /**
-   * The socket everything for the group leaves from: bound to the same interface address and port
-   * as the control socket (receivers see one source), connected to the group, so node:dgram skips
-   * its per-datagram address lookup. Being connected, it receives nothing from receivers: their
-   * unicast messages go to the control socket (a connected UDP socket only matches its peer).
-   */
-  async #groupSocket(): Promise<Socket> {
-    const g = createSocket({ type: 'udp4', reuseAddr: true });
-    g.on('message', () => undefined); // nothing arrives from the group address; never buffer it
-    await new Promise<void>((res, rej) => { g.once('error', rej); g.bind(this.o.port, this.o.interfaceAddress, () => { g.off('error', rej); res(); }); });
-    g.setMulticastInterface(this.o.interfaceAddress);
-    g.setMulticastTTL(1);
-    g.setMulticastLoopback(false);
-    try { g.setSendBufferSize(4 << 20); } catch { /* capped by wmem_max */ }
-    await new Promise<void>((res, rej) => { g.once('error', rej); g.connect(this.o.port, this.o.group, () => { g.off('error', rej); res(); }); });
-    return g;
   }
 
   #frameLen(i: number): number {
@@ -471,6 +459,7 @@ export class MulticastSender extends EventEmitter {
       this.#pacer.spend(bytes + 28);
       any = true;
     }
+    this.#group?.flush(); // the burst leaves in one sendmmsg
     return any || this.#cur !== undefined;
   }
 
@@ -491,10 +480,8 @@ export class MulticastSender extends EventEmitter {
     h.fragCount = c.count;
     h.payloadLength = len;
     h.fragSize = this.#fragSize;
-    // a fresh header per datagram: node:dgram may queue it (EAGAIN) and send it later
-    const head = Buffer.allocUnsafe(HEADER_LENGTH);
+    const head = this.#headBuf;
     encodeHeader(h, head);
-    // header and a view of the frame go out as one datagram (sendmsg with two iovecs): no copy
     this.#sendParts(head, c.frame.subarray(start, start + len));
     return HEADER_LENGTH + len;
   }
@@ -507,7 +494,7 @@ export class MulticastSender extends EventEmitter {
     const sources: Uint8Array[] = [];
     for (let k = first; k < end; k++) sources.push(c.frame.subarray(k * fs, (k + 1) * fs));
     const body = encodeParity(j, sources, Buffer.allocUnsafe(fs));
-    const head = Buffer.allocUnsafe(HEADER_LENGTH);
+    const head = this.#headBuf;
     encodeHeader({ type: TYPE.PARITY, session: this.session, index: c.index, fragIndex, fragCount: c.count, payloadLength: fs, fragSize: fs }, head);
     this.#sendParts(head, body as Buffer);
     return HEADER_LENGTH + fs;
@@ -517,14 +504,15 @@ export class MulticastSender extends EventEmitter {
     if (!this.#group || this.#closed) return;
     this.stats.bytesSent += buf.length;
     this.stats.packetsSent++;
-    this.#group.send(buf);
+    this.#group.push(buf);
+    this.#group.flush(); // ANNOUNCE and END leave at once
   }
 
   #sendParts(head: Buffer, body: Buffer): void {
     if (!this.#group || this.#closed) return;
     this.stats.bytesSent += head.length + body.length;
     this.stats.packetsSent++;
-    this.#group.send([head, body]);
+    this.#group.push(head, body);
   }
 
   #onMessage(msg: Buffer, address: string, port: number): void {
@@ -760,10 +748,11 @@ export class MulticastSender extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed && !this.#sock && !this.#group) return;
     this.#closed = true;
-    const socks = [this.#sock, this.#group].filter((s): s is Socket => s !== undefined);
+    const sock = this.#sock;
+    const group = this.#group;
     this.#sock = undefined;
     this.#group = undefined;
-    await Promise.all(socks.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await Promise.all([group?.close(), sock && new Promise<void>((r) => sock.close(() => r()))]);
   }
 }
 

@@ -41,9 +41,9 @@ export interface Header {
   fragSize: number;
 }
 
-function need(buf: Uint8Array, offset: number, n: number, what: string): void {
-  if (offset < 0 || buf.length - offset < n) {
-    throw new RackcastError('RC_ERR_DECODE_TRUNCATED', `multicast ${what}: needs ${n} bytes at offset ${offset}, has ${Math.max(0, buf.length - offset)}`, { offset, what });
+function need(buf: Uint8Array, offset: number, n: number, what: string, end = buf.length): void {
+  if (offset < 0 || end - offset < n) {
+    throw new RackcastError('RC_ERR_DECODE_TRUNCATED', `multicast ${what}: needs ${n} bytes at offset ${offset}, has ${Math.max(0, end - offset)}`, { offset, what });
   }
 }
 
@@ -86,10 +86,12 @@ export function decodeHeader(buf: Uint8Array, offset = 0): { value: Header; byte
 /**
  * decodeHeader into a caller-owned Header (the receiver's hot path reuses one): the same checks,
  * nothing allocated. Returns the datagram's length (header + payload). On a throw `h` may be
- * partly overwritten.
+ * partly overwritten. `end` bounds the datagram when buf holds more than it (a slot of the
+ * native receive ring, batch-io.ts): nothing past end is read or counted as payload.
  */
-export function decodeHeaderInto(buf: Uint8Array, offset: number, h: Header): number {
-  need(buf, offset, HEADER_LENGTH, 'header');
+export function decodeHeaderInto(buf: Uint8Array, offset: number, h: Header, end = buf.length): number {
+  if (end > buf.length) end = buf.length;
+  need(buf, offset, HEADER_LENGTH, 'header', end);
   if (u32(buf, offset) !== MAGIC) invalid('bad magic', offset);
   const version = buf[offset + 4] as number;
   if (version !== VERSION) invalid(`unsupported version ${version}`, offset + 4);
@@ -103,7 +105,7 @@ export function decodeHeaderInto(buf: Uint8Array, offset: number, h: Header): nu
   h.fragCount = u16(buf, offset + 18);
   h.payloadLength = u16(buf, offset + 20);
   h.fragSize = u16(buf, offset + 22);
-  need(buf, offset + HEADER_LENGTH, h.payloadLength, 'payload');
+  need(buf, offset + HEADER_LENGTH, h.payloadLength, 'payload', end);
   if (h.type === TYPE.DATA) {
     if (h.fragCount === 0 || h.fragIndex >= h.fragCount) invalid(`fragment ${h.fragIndex} of ${h.fragCount}`, offset + 16);
     if (h.fragSize === 0 || h.payloadLength === 0) invalid('empty fragment', offset + 20);
