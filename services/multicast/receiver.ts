@@ -145,7 +145,7 @@ export class MulticastReceiver {
       if (this.o.delta) timers.push(setInterval(() => this.#declare(), this.o.wantMs));
       // wait: complete, failed, or time to fall back to unicast
       while (!this.#failure && !this.#complete()) {
-        await new Promise<void>((r) => { this.#wake = r; setTimeout(r, 100); });
+        await this.#nap(100);
         const quiet = Date.now() - (this.#lastData || start);
         // comparing takes as long as reading the disk: not hearing data meanwhile is expected
         if (this.#mode === 'multicast' && this.#deltaState !== DELTA.COMPARING && quiet > this.o.fallbackMs) {
@@ -154,7 +154,7 @@ export class MulticastReceiver {
         }
       }
       if (this.#failure) throw this.#failure;
-      while (this.#busy.size) await new Promise<void>((r) => { this.#wake = r; setTimeout(r, 20); });
+      while (this.#busy.size) await this.#nap(20);
       if (this.#failure) throw this.#failure;
       const tData = performance.now();
       const w = this.#writer as DiskWriter;
@@ -174,7 +174,7 @@ export class MulticastReceiver {
       for (let k = 0; k < 15 && !this.#doneAck && !this.#ended; k++) {
         this.#status();
         if (!this.#sender) break;
-        await new Promise((r) => setTimeout(r, 200));
+        await this.#nap(200); // the DONE_ACK (or END) wakes it
       }
       const img = this.#img as Loaded;
       const { viaMulticast: m, viaUnicast: u } = this.stats;
@@ -193,6 +193,18 @@ export class MulticastReceiver {
       for (const t of timers) clearInterval(t);
       await this.close();
     }
+  }
+
+  /**
+   * Wait up to ms, or until something wakes the run loop (a chunk written, a failure, the
+   * sender's acknowledgement). The timer is cleared on wake-up: a pending one would hold the
+   * process open after the run for up to its whole length.
+   */
+  #nap(ms: number): Promise<void> {
+    return new Promise<void>((r) => {
+      const t = setTimeout(() => { this.#wake = undefined; r(); }, ms);
+      this.#wake = () => { clearTimeout(t); this.#wake = undefined; r(); };
+    });
   }
 
   #complete(): boolean {
@@ -411,7 +423,7 @@ export class MulticastReceiver {
     try {
       if (type === TYPE.ANNOUNCE) this.#onAnnounce(session, decodeAnnounce(payload), from);
       else if (type === TYPE.END) {
-        if (session === this.#session) this.#ended = true;
+        if (session === this.#session) { this.#ended = true; this.#wake?.(); }
         if (session === this.#session && !this.#complete() && this.#mode === 'multicast') void this.#unicast();
       } else this.stats.malformed++;
     } catch (e) {
@@ -450,7 +462,7 @@ export class MulticastReceiver {
       if (h.type !== TYPE.CONTROL || h.session !== (this.#session ?? 0)) { this.stats.foreign++; return; }
       const c = decodeControl(msg.subarray(HEADER_LENGTH, HEADER_LENGTH + h.payloadLength));
       if (c.receiver !== this.id) return;
-      if (c.command === CONTROL.DONE_ACK) this.#doneAck = true;
+      if (c.command === CONTROL.DONE_ACK) { this.#doneAck = true; this.#wake?.(); }
       if (c.command === CONTROL.WANT_ACK) this.#wantAcked = true;
       if (c.command === CONTROL.UNICAST && this.#mode === 'multicast' && !this.#complete()) void this.#unicast();
     } catch (e) {

@@ -277,6 +277,7 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
     return throw_errno(env, "pthread_create", e);
   }
   r->thread_started = 1;
+  pthread_setname_np(r->thread, "rcudp-rx"); // ps, top -H and perf name it
   CHECK(napi_create_external(env, r, NULL, NULL, &handle));
   CHECK(napi_create_object(env, &result));
   CHECK(napi_create_uint32(env, (uint32_t)got_rb, &rbv));
