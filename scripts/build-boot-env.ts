@@ -2,7 +2,8 @@
 // and the project's own Node, into <data-dir>/boot/:
 //   vmlinuz          the Debian kernel (linux-image-amd64's current image package)
 //   initrd.zst       base initramfs: busybox, NIC/disk modules, node + its libraries
-//   client.cpio.zst  client initramfs: /init, udhcpc hook, the bundled client + zstd addon
+//   client.cpio.zst  client initramfs: /init, udhcpc hook, the bundled client + its native addons
+//                    (zstd-napi, rcudp)
 //   fstools.cpio.zst e2fsck, resize2fs, ntfsresize, losetup: loaded for deploys that grow a partition
 //   boot-env.json    what went in (versions, module list, sizes, hashes)
 // Downloaded .debs, unpacked packages and compressed base archives are cached under
@@ -12,14 +13,14 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { bundleClient, ADDON_NAME } from '../boot-env/build/client.ts';
+import { ADDONS, bundleClient } from '../boot-env/build/client.ts';
 import type { Entry } from '../boot-env/build/cpio.ts';
 import { extractDeb, fetchDeb, kernelPackage, pruneCache } from '../boot-env/build/debs.ts';
 import { buildArchive, checkNoOverlap, installFile, zstdArgs, type Archive } from '../boot-env/build/initrd.ts';
 import { DEFAULT_MODULES, kernelModules } from '../boot-env/build/modules.ts';
 import { FSTOOLS_ARCHIVE, fsToolsEntries } from '../boot-env/build/fstools.ts';
 import { BuildError, StepLog, fileSize, fmtBytes, run, withLock } from '../boot-env/build/run.ts';
-import { busyboxEntries, kernelRelease, nodeEntries, pinnedNode, skeleton, zstdAddon } from '../boot-env/build/runtime.ts';
+import { busyboxEntries, kernelRelease, nodeEntries, pinnedNode, skeleton } from '../boot-env/build/runtime.ts';
 
 const REPO = resolve(import.meta.dirname, '..');
 const USAGE = `usage: npm run build:boot-env -- [--data-dir DIR] [--cache-dir DIR] [--client-only]
@@ -61,24 +62,31 @@ const log = new StepLog();
 mkdirSync(cacheDir, { recursive: true });
 const file = (path: string, source: string, mode = 0o755): Entry => ({ type: 'file', path, mode, source, size: statSync(source).size });
 
-/** The client archive: /init and helpers from boot-env/, the bundle, the (stripped) zstd addon. */
+/** The native addons the bundle requires, stripped, next to it in `dir` (ADDONS in client.ts). */
+async function copyAddons(dir: string): Promise<void> {
+  for (const a of ADDONS) {
+    const dest = join(dir, a.name);
+    await run('strip', ['--strip-unneeded', '-o', dest, a.source(REPO)]);
+    chmodSync(dest, 0o755);
+  }
+}
+
+/** The client archive: /init and helpers from boot-env/, the bundle, its (stripped) native addons. */
 async function clientArchive(work: string): Promise<{ entries: Entry[]; files: string[]; dir: string }> {
   const dir = join(work, 'client');
   const bundle = await bundleClient(REPO, dir, version);
-  const addon = join(dir, ADDON_NAME);
-  await run('strip', ['--strip-unneeded', '-o', addon, zstdAddon()]);
-  chmodSync(addon, 0o755);
-  log.step(`bundled client ${version}: ${bundle.files.map((f) => `${f.name} ${fmtBytes(f.bytes)}`).join(', ')}; workers: ${bundle.workers.join(', ')}`);
+  await copyAddons(dir);
+  log.step(`bundled client ${version}: ${bundle.files.map((f) => `${f.name} ${fmtBytes(f.bytes)}`).join(', ')}; workers: ${bundle.workers.join(', ')}; addons: ${ADDONS.map((a) => `${a.name} ${fmtBytes(fileSize(join(dir, a.name)))}`).join(', ')}`);
   const entries: Entry[] = [
     file('init', join(REPO, 'boot-env/init')),
     file('etc/rackcast/udhcpc.script', join(REPO, 'boot-env/udhcpc.script')),
     ...bundle.files.map((f) => file(`client/${f.name}`, f.path, 0o644)),
-    file(`client/${ADDON_NAME}`, addon),
+    ...ADDONS.map((a) => file(`client/${a.name}`, join(dir, a.name))),
   ];
-  return { entries, files: [...bundle.files.map((f) => f.name), ADDON_NAME], dir };
+  return { entries, files: [...bundle.files.map((f) => f.name), ...ADDONS.map((a) => a.name)], dir };
 }
 
-/** Run the bundle exactly as shipped (same node, addon beside it) against a scratch file. */
+/** Run the bundle exactly as shipped (same node, addons beside it) against a scratch file. */
 function checkClient(dir: string, work: string): void {
   const disk = join(work, 'check.raw');
   writeFileSync(disk, '');
@@ -103,7 +111,7 @@ async function base(work: string): Promise<{ entries: Entry[]; meta: Record<stri
   const mods = await kernelModules(ktree.root, kver, wanted, busybox, work);
   if (mods.missing.length) log.step(`WARNING: modules neither in ${kpkg} nor built in: ${mods.missing.join(', ')}`);
   log.step(`kernel ${kver}: ${mods.order.length} modules (${fmtBytes(mods.bytes)}) for ${wanted.length} wanted${mods.builtin.length ? `; built in: ${mods.builtin.join(', ')}` : ''}`);
-  const node = await nodeEntries(pinnedNode(), zstdAddon(), work);
+  const node = await nodeEntries(pinnedNode(), ADDONS.map((a) => a.source(REPO)), work);
   log.step(`node ${node.version} stripped to ${fmtBytes(node.strippedBytes)}; libraries: ${node.libs.join(' ')}`);
   const fst = await fsToolsEntries(cacheDir, node.libs);
   log.step(`filesystem tools: ${fst.tools.join(' ')} from ${fst.debs.map((d) => d.file).join(' ')}`);

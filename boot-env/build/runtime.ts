@@ -1,7 +1,7 @@
 // The userland of the big initramfs: the filesystem skeleton, busybox (from the busybox-static
 // .deb, one static binary plus a symlink per applet), and the project's pinned Node binary,
-// stripped, with the shared libraries ldd says it and the zstd addon need (plus the loader).
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+// stripped, with the shared libraries ldd says it and the native addons need (plus the loader).
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Entry } from './cpio.ts';
@@ -14,10 +14,22 @@ export function pinnedNode(): string {
   return realpathSync(require.resolve('node/bin/node'));
 }
 
+/** A compiled addon that must exist: the boot environment never ships without one (client.ts ADDONS). */
+function builtAddon(path: string, fix: string): string {
+  if (!existsSync(path)) throw new BuildError(`native addon ${path} is missing: ${fix}`);
+  return realpathSync(path);
+}
+
 /** zstd-napi's compiled addon; the client bundle loads it from /client/zstd-napi.node. */
 export function zstdAddon(): string {
-  const pkg = require.resolve('zstd-napi/package.json');
-  return realpathSync(join(pkg, '..', 'build', 'Release', 'binding.node'));
+  let pkg: string;
+  try { pkg = require.resolve('zstd-napi/package.json'); } catch { throw new BuildError('zstd-napi is not installed: run npm ci'); }
+  return builtAddon(join(pkg, '..', 'build', 'Release', 'binding.node'), 'run npm ci (it compiles zstd-napi with node-gyp: python3 make g++)');
+}
+
+/** rcudp (services/multicast/native), built by npm ci's install script; the bundle loads /client/rcudp.node. */
+export function rcudpAddon(repo: string): string {
+  return builtAddon(join(repo, 'services/multicast/native/build/Release/rcudp.node'), 'run npm ci or npm run build:native (node-gyp: python3 make g++)');
 }
 
 export function skeleton(): Entry[] {
@@ -67,12 +79,12 @@ export async function sharedLibraries(files: string[]): Promise<string[]> {
 
 export interface NodeRuntime { version: string; strippedBytes: number; libs: string[]; entries: Entry[] }
 
-/** Stripped node at /usr/bin/node plus its libraries, copied to the paths the loader will look at. */
-export async function nodeEntries(nodeBin: string, addon: string, workDir: string): Promise<NodeRuntime> {
+/** Stripped node at /usr/bin/node plus its and the addons' libraries, copied to the paths the loader will look at. */
+export async function nodeEntries(nodeBin: string, addons: string[], workDir: string): Promise<NodeRuntime> {
   const version = (await run(nodeBin, ['--version'])).trim();
   const stripped = join(workDir, 'node');
   await run('strip', ['--strip-all', '-o', stripped, nodeBin]);
-  const libs = await sharedLibraries([nodeBin, addon]);
+  const libs = await sharedLibraries([nodeBin, ...addons]);
   const entries: Entry[] = [{ type: 'file', path: 'usr/bin/node', mode: 0o755, source: stripped, size: statSync(stripped).size }];
   for (const lib of libs) {
     const real = realpathSync(lib);

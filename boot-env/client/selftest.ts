@@ -2,13 +2,15 @@
 // deterministic disk (MBR, random blocks, a duplicate block, zero blocks) is captured into an
 // image store in tmpfs with the image code the deploys use (workers, zstd addon, signing), then
 // restored onto a real disk, read back past the page cache and compared. It exercises what a
-// bundling or packaging mistake would break: worker threads, the native addon, sync, O_EXCL
-// opens of a block device, holes that must be zeroed on the target.
+// bundling or packaging mistake would break: worker threads, the native addons (zstd; rcudp, whose
+// absence a deploy's multicast receiver would only notice as a quiet fallback to node:dgram), sync,
+// O_EXCL opens of a block device, holes that must be zeroed on the target.
 import { createCipheriv, createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskWriter, ImageStore, captureImage, restoreImage } from '../../services/image/index.ts';
+import { nativeIo } from '../../services/multicast/batch-io.ts';
 
 /** Present only inside the boot environment (written by the build into the base initramfs). */
 const BOOT_ENV_MARK = '/etc/rackcast/build-id';
@@ -72,6 +74,9 @@ function scribble(path: string, length: number): void {
 }
 
 export async function runSelftest(o: { disk: string; tmpDir: string; log: (line: string) => void }): Promise<SelftestResult> {
+  const io = nativeIo();
+  if (io.error) throw new Error(io.error);
+  o.log('selftest: rcudp datagram I/O addon loaded');
   const st = statSync(o.disk, { throwIfNoEntry: false });
   if (!st) throw new Error(`${o.disk} does not exist (no virtio disk attached, or its driver did not load?)`);
   if (!st.isBlockDevice() && !st.isFile()) throw new Error(`${o.disk} is neither a block device nor a file`);

@@ -1,13 +1,16 @@
 // The pure parts of the boot-environment build and client, without QEMU: the cpio writer, the
-// module load order, kernel command-line parsing, the inventory from a fake /sys, and the shell
-// scripts' syntax (busybox sh -n).
+// module load order, the client bundle and its native addons (zstd-napi, rcudp), kernel
+// command-line parsing, the inventory from a fake /sys, and the shell scripts' syntax (busybox sh -n).
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { ADDONS, bundleClient, checkAddonRewrites, rewriteAddonRequires } from '../../../boot-env/build/client.ts';
 import { normalize, writeCpio, type Entry } from '../../../boot-env/build/cpio.ts';
 import { loadOrder, moduleName, parseModulesDep, trimAliases } from '../../../boot-env/build/modules.ts';
+import { BuildError } from '../../../boot-env/build/run.ts';
+import { rcudpAddon } from '../../../boot-env/build/runtime.ts';
 import { cmdlineSettings, loadConfig, splitCmdline } from '../../../boot-env/client/config.ts';
 import { collectInventory, formatInventory } from '../../../boot-env/client/inventory.ts';
 
@@ -118,6 +121,61 @@ describe('module load order', () => {
       'alias scsi:t-0x00* sd_mod',
       'alias fs-crc-t10dif crc-t10dif',
     ]);
+  });
+});
+
+describe('client bundle and its native addons', () => {
+  const REPO = resolve(import.meta.dirname, '../../..');
+
+  it('points each addon require next to the bundle, keeping the quotes, and counts the rewrites', () => {
+    const counts = new Map<string, number>();
+    const src = [
+      "const b = require('zstd-napi/binding') as Binding;",
+      'loaded = { binding: require("./native/build/Release/rcudp.node") as Binding };',
+      "require( './native/build/Release/rcudp.node' );",
+      "require('./native/build/Release/other.node'); require('zstd-napi');",
+    ].join('\n');
+    expect(rewriteAddonRequires(src, counts).split('\n')).toEqual([
+      "const b = require('./zstd-napi.node') as Binding;",
+      'loaded = { binding: require("./rcudp.node") as Binding };',
+      "require('./rcudp.node');",
+      "require('./native/build/Release/other.node'); require('zstd-napi');",
+    ]);
+    expect(Object.fromEntries(counts)).toEqual({ 'zstd-napi.node': 1, 'rcudp.node': 2 });
+  });
+
+  it('fails the build when an addon require was not found or survives in the bundle', () => {
+    const all = new Map([['zstd-napi.node', 1], ['rcudp.node', 1]]);
+    const clean = [{ name: 'main.mjs', text: 'require("./zstd-napi.node"); require("./rcudp.node");' }];
+    expect(() => checkAddonRewrites(all, clean)).not.toThrow();
+    expect(() => checkAddonRewrites(new Map([['zstd-napi.node', 1]]), clean)).toThrow(BuildError);
+    expect(() => checkAddonRewrites(new Map([['zstd-napi.node', 1]]), clean)).toThrow(/no require\('\.\/native\/build\/Release\/rcudp\.node'\).*services\/multicast\/batch-io\.ts changed/);
+    const left = [...clean, { name: 'chunk-worker.mjs', text: 'e=r("./native/build/Release/rcudp.node")' }];
+    expect(() => checkAddonRewrites(all, left)).toThrow(/chunk-worker\.mjs still requires \.\/native\/build\/Release\/rcudp\.node/);
+  });
+
+  it('fails the build when rcudp is not built', () => {
+    expect(() => rcudpAddon(join(work, 'no-such-checkout'))).toThrow(BuildError);
+    expect(() => rcudpAddon(join(work, 'no-such-checkout'))).toThrow(/rcudp\.node is missing: run npm ci or npm run build:native/);
+  });
+
+  it('bundles the client requiring both addons beside it, and the bundle loads them (self-test, as the build runs it)', async () => {
+    const dir = join(work, 'client');
+    const bundle = await bundleClient(REPO, dir, 'test');
+    const main = readFileSync(join(dir, 'main.mjs'), 'utf8');
+    // esbuild renames or inlines the createRequire'd function: match the call's argument
+    expect(main).toMatch(/\((['"])\.\/zstd-napi\.node\1\)/);
+    expect(main).toMatch(/\((['"])\.\/rcudp\.node\1\)/);
+    for (const f of bundle.files) expect(readFileSync(f.path, 'utf8')).not.toMatch(/native\/build\/Release|zstd-napi\/binding/);
+    expect(ADDONS.map((a) => a.name)).toEqual(['zstd-napi.node', 'rcudp.node']);
+    for (const a of ADDONS) copyFileSync(a.source(REPO), join(dir, a.name));
+    const disk = join(work, 'selftest.raw');
+    writeFileSync(disk, '');
+    const env = { PATH: process.env.PATH, RACKCAST_MODE: 'selftest', RACKCAST_SELFTEST_DISK: disk, RACKCAST_RUN_DIR: join(work, 'run'), RACKCAST_TMP: work };
+    const r = spawnSync(process.execPath, [join(dir, 'main.mjs')], { env, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stdout).toContain('selftest: rcudp datagram I/O addon loaded');
+    expect(r.stdout).toContain('RACKCAST-SELFTEST-OK');
+    expect(r.status).toBe(0);
   });
 });
 
