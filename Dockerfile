@@ -18,7 +18,7 @@ ARG BASE=docker.io/library/node:24-bookworm-slim
 # ---- build: npm ci (with dev dependencies: esbuild bundles the client), the boot environment ----
 FROM ${BASE} AS build
 ENV DEBIAN_FRONTEND=noninteractive
-# python3 make g++: zstd-napi compiles with node-gyp. binutils (strip), zstd: the boot environment
+# python3 make g++: zstd-napi and rcudp compile with node-gyp. binutils (strip), zstd: the boot environment
 # build; it fetches the kernel and busybox-static itself with apt-get download (never installed),
 # so the package lists stay. ipxe: undionly.kpxe, ipxe.efi and snponly.efi for the runtime stage.
 RUN apt-get update \
@@ -29,6 +29,11 @@ WORKDIR /src
 # downloading them.
 ENV npm_config_nodedir=/usr/local
 COPY package.json package-lock.json ./
+# npm ci runs the root install script, which builds the rcudp addon (multicast datagram I/O) from
+# these sources into services/multicast/native/build/Release/rcudp.node: the runtime stage gets it
+# with services/, the boot environment's client with its bundle. .dockerignore keeps a host-built
+# build/ out of the context, so COPY . . below cannot replace it with one made for another Node.
+COPY services/multicast/native/binding.gyp services/multicast/native/rcudp.c ./services/multicast/native/
 RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build:boot-env -- --data-dir /build/data --cache-dir /build/cache

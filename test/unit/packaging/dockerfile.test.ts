@@ -86,12 +86,25 @@ describe('Dockerfile shape', () => {
     expect(seen.size).toBeGreaterThan(30);
   });
 
+  it('the build stage has the rcudp sources before npm ci (its install script builds the addon)', () => {
+    const build = ins.slice(0, ins.map((i) => i.op).lastIndexOf('FROM'));
+    const npmCi = build.findIndex((i) => i.op === 'RUN' && /\bnpm ci\b/.test(i.args));
+    const before = build.slice(0, npmCi).filter((i) => i.op === 'COPY').map((i) => i.args).join(' ');
+    const gyp = /"install":\s*"node-gyp rebuild --directory=(\S+)"/.exec(readFileSync(join(REPO, 'package.json'), 'utf8'))?.[1];
+    expect(gyp).toBe('services/multicast/native');
+    for (const f of ['binding.gyp', 'rcudp.c']) expect(before).toContain(`${gyp}/${f}`);
+    // the runtime stage gets the addon npm ci built with services/
+    expect(runtime.some((i) => i.op === 'COPY' && /--from=build \/src\/services /.test(`${i.args} `))).toBe(true);
+  });
+
   it('.dockerignore lets in what the build copies', () => {
     const ignore = readFileSync(join(REPO, '.dockerignore'), 'utf8');
     expect(ignore.split('\n')[0]?.startsWith('#') || ignore.includes('\n*\n')).toBe(true);
     for (const p of ['package.json', 'package-lock.json', 'bin/', 'appliance/', 'services/', 'boot-env/', 'scripts/build-boot-env.ts', 'packaging/container/']) {
       expect(ignore).toContain(`!${p}`);
     }
+    // a host-built addon must not replace the one npm ci builds in the image
+    expect(ignore.split('\n')).toContain('services/multicast/native/build');
   });
 });
 
