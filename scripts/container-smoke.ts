@@ -10,8 +10,9 @@
 //      from a second namespace (veth through the lab's bridge): DHCP lease, TFTP of undionly.kpxe,
 //      GET /api/v1/health and /boot/<mac>.ipxe, the boot environment served; the listening
 //      sockets, the user, the JSON logs, the HEALTHCHECK, `image list` / `machine list` in a second
-//      container on the same volume, and a clean stop (SIGTERM, exit status 0). Then what
-//      docs/operations.md says about the capability: --cap-drop ALL refuses to exec,
+//      container on the same volume, the rcudp addon loading (multicast datagram I/O: without it
+//      the CLI falls back to node:dgram quietly), and a clean stop (SIGTERM, exit status 0). Then
+//      what docs/operations.md says about the capability: --cap-drop ALL refuses to exec,
 //      no-new-privileges leaves serve unable to bind udp/69.
 //
 // Prints one line per check and a summary, exits 1 on any failure. Always removes its containers,
@@ -455,6 +456,13 @@ async function main(): Promise<void> {
     const machines = await cli(['machine', 'list']);
     must(machines.code === 0 && machines.stdout.includes(client.mac), `machine list: exit ${machines.code}: ${(machines.stdout + machines.stderr).trim()}`);
     return `image list: "${images.stdout.trim().split('\n')[0] ?? ''}"; machine list: ${machines.stdout.trim()}`;
+  });
+
+  await check('the rcudp addon (multicast datagram I/O) loads in the image', async () => {
+    const probe = "import('/opt/rackcast/services/multicast/batch-io.ts').then((m) => { const r = m.nativeIo(); console.log(r.binding ? 'native' : r.error); })";
+    const r = await podman(['run', '--rm', '--name', `${CONTAINER}-cli`, '--network', 'none', '--entrypoint', 'node', IMAGE, '--input-type=module', '-e', probe], { allowFail: true, timeoutMs: MINUTE });
+    must(r.code === 0 && r.stdout.trim() === 'native', `exit ${r.code}: ${(r.stdout + r.stderr).trim().slice(0, 300)}`);
+    return 'nativeIo() has the binding';
   });
 
   await check('logs on stdout are JSON lines', async () => {
