@@ -3,7 +3,7 @@
 import { describe, it, expect } from '@jest/globals';
 import { isRackcastError, RackcastError, type ErrorCode } from '../../../services/errors.ts';
 import {
-  decodeHeader, encodeHeader, fragSizeFor, HEADER_LENGTH, MAGIC, TYPE, VERSION, type Header, type MessageType,
+  decodeHeader, decodeHeaderInto, encodeHeader, fragSizeFor, HEADER_LENGTH, MAGIC, TYPE, VERSION, type Header, type MessageType,
 } from '../../../services/multicast/wire.ts';
 import { prng, seededBytes } from '../../helpers/rng.ts';
 import { caught, fails } from './helpers.ts';
@@ -143,6 +143,63 @@ describe('multicast wire header', () => {
       const buf = datagram(dataHeader(), Buffer.alloc(16));
       for (const off of [-1, -24, buf.length, buf.length + 1, 1e9]) fails(() => decodeHeader(buf, off), 'RC_ERR_DECODE_TRUNCATED', off);
       fails(() => decodeHeader(new Uint8Array(0)), 'RC_ERR_DECODE_TRUNCATED', 0);
+    });
+  });
+
+  // The native receive ring (batch-io.ts) hands the receiver a datagram as (ring, offset, length):
+  // the buffer goes on past the datagram with whatever other slots hold, so decodeHeaderInto's
+  // `end` must bound the payload, not buf.length.
+  describe('end bound (a datagram inside a larger buffer, as in a receive-ring slot)', () => {
+    const blank = (): Header => ({ type: TYPE.END, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 });
+
+    it('a valid DATA datagram at an offset decodes with end = offset + its length', () => {
+      for (const [h, offset] of [[dataHeader(), 0], [dataHeader({ fragIndex: 2, payloadLength: 5 }), 13], [dataHeader({ fragCount: 1, fragSize: 1448, payloadLength: 1448 }), 65536]] as const) {
+        const len = HEADER_LENGTH + h.payloadLength;
+        const buf = datagram(h, seededBytes(5, h.payloadLength), offset, 4096); // a slot's worth of stale bytes after it
+        const out = blank();
+        expect(decodeHeaderInto(buf, offset, out, offset + len)).toBe(len);
+        expect(out).toEqual(h);
+      }
+    });
+
+    it('a payload longer than end - offset - 24 is RC_ERR_DECODE_TRUNCATED although the buffer goes on', () => {
+      const offset = 40;
+      const h = dataHeader({ fragCount: 1, fragSize: 100, payloadLength: 100 });
+      const buf = datagram(h, seededBytes(6, 100), offset, 1000);
+      for (const received of [HEADER_LENGTH + 99, HEADER_LENGTH + 50, HEADER_LENGTH + 1, HEADER_LENGTH]) {
+        const e = fails(() => decodeHeaderInto(buf, offset, blank(), offset + received), 'RC_ERR_DECODE_TRUNCATED', offset + HEADER_LENGTH);
+        expect(e.fields.what).toBe('payload');
+        // the same bytes without the bound decode: the bound alone refused them
+        expect(decodeHeaderInto(buf, offset, blank())).toBe(HEADER_LENGTH + 100);
+      }
+      // the header itself cut by end
+      for (const received of [0, 1, HEADER_LENGTH - 1]) {
+        const e = fails(() => decodeHeaderInto(buf, offset, blank(), offset + received), 'RC_ERR_DECODE_TRUNCATED', offset);
+        expect(e.fields.what).toBe('header');
+      }
+      // a NACK's declared 0xffff bytes with a whole 64 KiB slot of bytes after it
+      const slot = Buffer.alloc(2 * 65536, 0xee);
+      const nack = datagram({ type: TYPE.NACK, session: 1, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 8, fragSize: 0 }, Buffer.alloc(8));
+      nack.writeUInt16BE(0xffff, 20);
+      nack.copy(slot, 0);
+      fails(() => decodeHeaderInto(slot, 0, blank(), nack.length), 'RC_ERR_DECODE_TRUNCATED', HEADER_LENGTH);
+      expect(decodeHeaderInto(slot, 0, blank())).toBe(HEADER_LENGTH + 0xffff); // unbounded, it reads into the next slot
+    });
+
+    it('end beyond buf.length is clamped to it', () => {
+      const h = dataHeader();
+      const buf = datagram(h, seededBytes(7, 16), 3);
+      const out = blank();
+      for (const end of [buf.length + 1, buf.length + 65536, 2 ** 31, Infinity]) {
+        expect(decodeHeaderInto(buf, 3, out, end)).toBe(HEADER_LENGTH + 16);
+        expect(out).toEqual(h);
+        // a payload running past the buffer is still truncated, at any end
+        fails(() => decodeHeaderInto(buf.subarray(0, buf.length - 1), 3, blank(), end), 'RC_ERR_DECODE_TRUNCATED', 3 + HEADER_LENGTH);
+      }
+      // through a view with a non-zero byteOffset: clamped to the view, not to its ArrayBuffer
+      const big = datagram(h, seededBytes(8, 16), 0, 100);
+      const view = big.subarray(0, HEADER_LENGTH + 15);
+      fails(() => decodeHeaderInto(view, 0, blank(), big.length), 'RC_ERR_DECODE_TRUNCATED', HEADER_LENGTH);
     });
   });
 
