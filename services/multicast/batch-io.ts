@@ -101,11 +101,15 @@ export async function openGroupReceiver(o: ReceiverIoOptions, onDatagram: Datagr
     lens = new Uint32Array(r.memory, slots * size, slots);
     addrs = new Uint32Array(r.memory, slots * size + slots * 4, slots);
     let closed = false;
+    // the addon frees its receiver state once the closed handle's thread-safe function is
+    // finalized (a later turn of the event loop): after close(), stats() are the counters at
+    // close and the handle is not used again (rxStats would read freed memory)
+    let final: Record<string, number> | undefined;
     return {
       kind: 'native', rcvbuf: r.rcvbuf,
       membership: (add) => { if (!closed) native('multicast membership', () => b.rxMembership(r.handle, add, o.group, o.iface)); },
-      stats: () => b.rxStats(r.handle),
-      close: async () => { if (!closed) { closed = true; b.rxClose(r.handle); } },
+      stats: () => final ?? b.rxStats(r.handle),
+      close: async () => { if (!closed) { closed = true; final = b.rxStats(r.handle); b.rxClose(r.handle); } },
     };
   }
   const s = createSocket({ type: 'udp4', reuseAddr: true });
