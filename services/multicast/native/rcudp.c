@@ -74,6 +74,7 @@ typedef struct {
   pthread_t thread;
   int thread_started;
   int closed;
+  int owners; // the JS handle and the thread-safe function: freed when both are finalized
   napi_threadsafe_function tsfn;
   napi_ref memref; // keeps the ring's ArrayBuffer alive while the thread writes into it
 } Rx;
@@ -170,8 +171,11 @@ static void rx_call_js(napi_env env, napi_value cb, void *context, void *data) {
   }
 }
 
+// Finalizers of the thread-safe function and of the JS handle (both on the JS thread): a handle
+// used after close() must still point at valid memory (rxStats, rxClose again).
 static void rx_finalize(napi_env env, void *data, void *hint) {
   Rx *r = data;
+  if (--r->owners > 0) return;
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
   free(r);
@@ -247,6 +251,7 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
   Rx *r = calloc(1, sizeof *r);
   if (!r) { close(fd); return throw_errno(env, "calloc", ENOMEM); }
   r->fd = fd;
+  r->owners = 2;
   r->slots = slots;
   r->slot_size = (slot_size + 7u) & ~7u;
   r->mem_len = (size_t)r->slots * r->slot_size + (size_t)r->slots * 8;
@@ -272,13 +277,14 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
     int e = errno;
     close(fd);
     r->closed = 1;
+    r->owners = 1; // no handle will exist
     napi_delete_reference(env, r->memref);
     napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort);
     return throw_errno(env, "pthread_create", e);
   }
   r->thread_started = 1;
   pthread_setname_np(r->thread, "rcudp-rx"); // ps, top -H and perf name it
-  CHECK(napi_create_external(env, r, NULL, NULL, &handle));
+  CHECK(napi_create_external(env, r, rx_finalize, NULL, &handle));
   CHECK(napi_create_object(env, &result));
   CHECK(napi_create_uint32(env, (uint32_t)got_rb, &rbv));
   CHECK(napi_set_named_property(env, result, "handle", handle));
@@ -354,7 +360,7 @@ static napi_value rx_close(napi_env env, napi_callback_info info) {
   close(r->fd);
   r->closed = 1;
   napi_delete_reference(env, r->memref);
-  napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort); // r is freed by rx_finalize
+  napi_release_threadsafe_function(r->tsfn, napi_tsfn_abort); // r is freed once the handle is gone too
   return NULL;
 }
 
