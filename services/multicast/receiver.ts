@@ -8,7 +8,7 @@
 // counts every chunk whose blocks all hold the right bytes as done, and tells the sender which
 // chunks it still needs (WANT), so the sender's first pass can skip what no receiver needs.
 import { createSocket, type Socket } from 'node:dgram';
-import { ipOf, openGroupReceiver, type GroupReceiver, type IoMode } from './batch-io.ts';
+import { ipOf, nativeIo, openGroupReceiver, type GroupReceiver, type IoMode } from './batch-io.ts';
 import { randomInt, createHash } from 'node:crypto';
 import { RackcastError, isRackcastError } from '../errors.ts';
 import { DiskWriter } from '../image/disk-writer.ts';
@@ -215,7 +215,8 @@ export class MulticastReceiver {
     this.#pool = new WorkerPool({ root: '/nonexistent', level: 3 }, this.o.workers ? { workers: this.o.workers } : {});
     this.#data = await openGroupReceiver({ group: this.o.group, port: this.o.port, iface: this.o.interfaceAddress, rcvbuf: 32 << 20, io: this.o.io, slots: this.o.ringSlots },
       (buf, off, len, from) => this.#onData(buf, off, len, from), () => { this.stats.malformed++; });
-    this.o.logger?.info({ io: this.#data.kind, rcvbuf: this.#data.rcvbuf }, 'joined the multicast group');
+    const why = this.#data.kind === 'dgram' && this.o.io === 'auto' ? nativeIo().error : undefined;
+    this.o.logger?.info({ io: this.#data.kind, rcvbuf: this.#data.rcvbuf, ...(why ? { why } : {}) }, 'joined the multicast group');
     const ctl = createSocket({ type: 'udp4' });
     this.#ctl = ctl;
     ctl.on('message', (msg) => this.#onControl(msg));

@@ -12,7 +12,7 @@
 // first pass sends only chunks some receiver still needs, a receiver that has not declared counting
 // as needing everything (docs/decisions.md, "Delta inside a multicast session").
 import { createSocket, type Socket } from 'node:dgram';
-import { openGroupSender, type GroupSender, type IoMode } from './batch-io.ts';
+import { nativeIo, openGroupSender, type GroupSender, type IoMode } from './batch-io.ts';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
@@ -230,7 +230,8 @@ export class MulticastSender extends EventEmitter {
     sock.on('message', (msg, rinfo) => this.#onMessage(msg, rinfo.address, rinfo.port));
     await new Promise<void>((res, rej) => { sock.once('error', rej); sock.bind(this.o.port, this.o.interfaceAddress, () => { sock.off('error', rej); res(); }); });
     this.#group = await openGroupSender({ group: this.o.group, port: this.o.port, iface: this.o.interfaceAddress, sndbuf: 4 << 20, io: this.o.io });
-    this.o.logger?.info({ io: this.#group.kind, session: this.session, image: this.o.image, chunks: this.#chunks.length, group: this.o.group, port: this.o.port }, 'multicast session ready');
+    const why = this.#group.kind === 'dgram' && this.o.io === 'auto' ? nativeIo().error : undefined;
+    this.o.logger?.info({ io: this.#group.kind, ...(why ? { why } : {}), session: this.session, image: this.o.image, chunks: this.#chunks.length, group: this.o.group, port: this.o.port }, 'multicast session ready');
     this.#t0 = performance.now();
     const readyAt = this.#t0;
     const verifying = this.#verifyAhead();
