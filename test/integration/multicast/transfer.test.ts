@@ -52,6 +52,52 @@ d('multicast transfer', () => {
     expect(same(join(work, `out-${permille}-1.img`))).toBe(true);
     expect(same(join(work, `out-${permille}-2.img`))).toBe(true);
     if (permille) expect(Number(sr?.json?.repairPackets)).toBeGreaterThan(0);
+    // the default (--io auto) is the rcudp addon at both ends
+    expect(sr?.json?.io).toBe('native');
+    for (const x of rr) { expect(x.json?.io).toBe('native'); expect(x.json?.ring).toMatchObject({ truncated: 0 }); }
+  });
+
+  it('--io dgram everywhere (node:dgram, one datagram at a time), 10‰ loss on one receiver: both bit-exact', async () => {
+    lab = new Lab({ hosts: 3 });
+    lab.loss(2, 10);
+    const s = send(lab, store, 'rack', ['--min-receivers', '2', '--io', 'dgram']);
+    const r = [1, 2].map((h) => receive(lab as Lab, h, join(work, `dgram-${h}.img`), ['--io', 'dgram']));
+    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
+    expect(sr?.code).toBe(0);
+    expect(sr?.json?.reason).toBe('complete');
+    expect(sr?.json?.io).toBe('dgram');
+    expect(sr?.json?.sendDropped).toBe(0); // node:dgram queues what the kernel does not take at once
+    expect(Number(sr?.json?.repairPackets)).toBeGreaterThan(0);
+    for (const x of rr) {
+      expect(x.code).toBe(0);
+      expect(x.json?.io).toBe('dgram');
+      expect(x.json?.ring).toBeUndefined();
+      expect(x.json?.mode).toBe('multicast');
+    }
+    expect(same(join(work, 'dgram-1.img'))).toBe(true);
+    expect(same(join(work, 'dgram-2.img'))).toBe(true);
+  });
+
+  it('mixed: a native sender, one --io dgram receiver and one native receiver, both bit-exact', async () => {
+    lab = new Lab({ hosts: 3 });
+    const s = send(lab, store, 'rack', ['--min-receivers', '2', '--io', 'native']);
+    const viaDgram = receive(lab, 1, join(work, 'mixed-dgram.img'), ['--io', 'dgram']);
+    const viaNative = receive(lab, 2, join(work, 'mixed-native.img'), ['--io', 'native']);
+    const [sr, rd, rn] = await Promise.all([s.done, viaDgram.done, viaNative.done]);
+    expect(sr?.code).toBe(0);
+    expect(sr?.json?.reason).toBe('complete');
+    expect(sr?.json?.io).toBe('native');
+    expect(typeof sr?.json?.sendDropped).toBe('number');
+    expect([rd.code, rn.code]).toEqual([0, 0]);
+    expect(rd.json?.io).toBe('dgram');
+    expect(rd.json?.ring).toBeUndefined();
+    expect(rn.json?.io).toBe('native');
+    // the ring took every group datagram whole (none larger than a slot)
+    expect(rn.json?.ring).toMatchObject({ truncated: 0 });
+    expect(Number((rn.json?.ring as Record<string, number>).datagrams)).toBeGreaterThanOrEqual(Number(rn.json?.dataPackets));
+    for (const x of [rd, rn]) expect(x.json?.mode).toBe('multicast');
+    expect(same(join(work, 'mixed-dgram.img'))).toBe(true);
+    expect(same(join(work, 'mixed-native.img'))).toBe(true);
   });
 
   it('loss at both receivers: repairs go out as parities that rebuild different fragments at each, bit-exact', async () => {
