@@ -128,7 +128,10 @@ export async function openGroupReceiver(o: ReceiverIoOptions, onDatagram: Datagr
 
 export interface GroupSender {
   readonly kind: 'native' | 'dgram';
-  /** Queue one datagram: head then body (both copied or sent before this returns; reuse them freely). */
+  /**
+   * Queue one datagram: head then body. The head is copied (reuse it freely); the body is copied
+   * by the native path and referenced by node:dgram until sent (do not change it meanwhile).
+   */
   push(head: Uint8Array, body?: Uint8Array): void;
   /** Send what is queued (native: one sendmmsg). */
   flush(): void;
@@ -163,15 +166,15 @@ export async function openGroupSender(o: SenderIoOptions): Promise<GroupSender> 
       kind: 'native' as const, dropped: 0,
       flush(): void {
         if (closed || sent === n) { n = sent = used = 0; return; }
-        const r = b.txSend(h, stage, offs.subarray(sent), lens.subarray(sent), n - sent);
-        if (r < 0) {
-          // an error on the first datagram (no route, interface down, a firewall's EPERM): like a
-          // lost datagram, counted; receivers NACK it
-          out.dropped += n - sent;
-          n = sent = used = 0;
-          return;
+        let r = b.txSend(h, stage, offs.subarray(sent), lens.subarray(sent), n - sent);
+        while (r < 0 && sent < n) {
+          // an error on the first datagram (no route, interface down, a firewall's EPERM, too
+          // large): that one is lost, counted, and NACKed by receivers; the rest go on
+          out.dropped++;
+          sent++;
+          r = sent < n ? b.txSend(h, stage, offs.subarray(sent), lens.subarray(sent), n - sent) : 0;
         }
-        sent += r;
+        sent += Math.max(0, r);
         if (sent === n) n = sent = used = 0;
       },
       push(head: Uint8Array, body?: Uint8Array): void {

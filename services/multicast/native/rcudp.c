@@ -129,7 +129,8 @@ static void *rx_main(void *p) {
       nanosleep(&ts, NULL);
       continue;
     }
-    if (got == 0) continue; // shut down (close): stop is set
+    // after shutdown() (close) Linux returns one empty datagram, not 0: never count or hand it on
+    if (got == 0 || atomic_load(&r->stop)) continue;
     for (int k = 0; k < got; k++) {
       uint32_t slot = (uint32_t)((head + k) % r->slots);
       int trunc = (msgs[k].msg_hdr.msg_flags & MSG_TRUNC) != 0;
