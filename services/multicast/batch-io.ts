@@ -17,7 +17,7 @@ export type IoMode = 'auto' | 'native' | 'dgram';
 
 interface RxOpened { handle: unknown; memory: ArrayBuffer; rcvbuf: number; slotSize: number }
 interface Binding {
-  rxOpen(o: { group: string; port: number; iface: string; rcvbuf: number; slots: number; slotSize: number }, onBatch: (first: number, count: number) => void): RxOpened;
+  rxOpen(o: { group: string; port: number; iface: string; rcvbuf: number; slots: number; slotSize: number; coalesceUs?: number }, onBatch: (first: number, count: number) => void): RxOpened;
   rxMembership(h: unknown, add: boolean, group: string, iface: string): void;
   rxStats(h: unknown): { datagrams: number; batches: number; fullWaits: number; truncated: number; errors: number; lastErrno: number };
   rxClose(h: unknown): void;
@@ -75,7 +75,11 @@ export interface GroupReceiver {
   close(): Promise<void>;
 }
 
-export interface ReceiverIoOptions { group: string; port: number; iface: string; rcvbuf: number; io: IoMode; slots?: number }
+export interface ReceiverIoOptions {
+  group: string; port: number; iface: string; rcvbuf: number; io: IoMode; slots?: number;
+  /** native: after a batch that emptied the socket, the receive thread waits this long for more (µs; 0: never) */
+  coalesceUs?: number;
+}
 
 /** Slot size: the largest UDP payload, so any datagram size a sender picks fits (pages are touched only as far as datagrams reach). */
 const SLOT_SIZE = 65536;
@@ -89,7 +93,7 @@ export async function openGroupReceiver(o: ReceiverIoOptions, onDatagram: Datagr
     let lens: Uint32Array | undefined;
     let addrs: Uint32Array | undefined;
     let size = 0;
-    const r = native('multicast receive socket', () => b.rxOpen({ group: o.group, port: o.port, iface: o.iface, rcvbuf: o.rcvbuf, slots, slotSize: SLOT_SIZE }, (first, count) => {
+    const r = native('multicast receive socket', () => b.rxOpen({ group: o.group, port: o.port, iface: o.iface, rcvbuf: o.rcvbuf, slots, slotSize: SLOT_SIZE, coalesceUs: o.coalesceUs ?? 500 }, (first, count) => {
       for (let k = 0, s = first; k < count; k++, s = s + 1 === slots ? 0 : s + 1) {
         const len = (lens as Uint32Array)[s] as number;
         if (len > size) { onTruncated(); continue; }

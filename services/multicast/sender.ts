@@ -111,7 +111,7 @@ export interface SessionReport {
   /** how group datagrams were sent (batch-io.ts); datagrams the kernel would not take (lost, NACKed) */
   io: 'native' | 'dgram'; sendDropped: number;
   /** seconds since this process started: sockets ready (first ANNOUNCE), each receiver's first message (in order), sending started */
-  since: { ready: number; joins: number[]; go: number | null };
+  since: { ready: number; joins: number[]; go: number | null; done: number[] };
   /** first pass: chunks sent, and chunks (and their frame bytes) not sent because no receiver needed them */
   passChunks: number; skippedChunks: number; skippedBytes: number;
 }
@@ -286,7 +286,8 @@ export class MulticastSender extends EventEmitter {
       finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed, lagRepairPackets: this.stats.lagRepairPackets,
       parityPackets: this.stats.parityPackets, codedFragments: this.stats.codedFragments, sealedChunks: this.stats.sealedChunks,
       io: this.#group?.kind ?? 'dgram', sendDropped: this.#group?.dropped ?? 0,
-      since: { ready: readyAt / 1000, joins: [...this.receivers.values()].map((r) => (r.joinedAt - performance.timeOrigin) / 1000).sort((x, y) => x - y), go: this.#started ? this.#t0 / 1000 : null },
+      since: { ready: readyAt / 1000, joins: [...this.receivers.values()].map((r) => (r.joinedAt - performance.timeOrigin) / 1000).sort((x, y) => x - y), go: this.#started ? this.#t0 / 1000 : null,
+        done: [...this.receivers.values()].flatMap((r) => (r.doneAt ? [(r.doneAt - performance.timeOrigin) / 1000] : [])).sort((x, y) => x - y) },
       passChunks: this.stats.passChunks, skippedChunks: this.stats.skippedChunks, skippedBytes: this.stats.skippedBytes,
     };
     await this.close();

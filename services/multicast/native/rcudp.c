@@ -58,6 +58,7 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
 typedef struct {
   int fd;
   uint32_t slots, slot_size;
+  uint32_t coalesce_us; // after a batch that emptied the socket, let this long's datagrams gather
   uint8_t *mem;        // ring (slots × slot_size), then lens[slots], then addrs[slots]
   size_t mem_len;
   uint32_t *lens;      // datagram length per slot; slot_size + 1 = truncated (larger than a slot)
@@ -146,6 +147,14 @@ static void *rx_main(void *p) {
         atomic_store(&r->wake_pending, 0); // closing
       }
     }
+    // Interrupt coalescing, as a NIC driver does: the socket had no more than this batch, so the
+    // next datagrams are still on their way. Waking for each one costs a wake-up of this thread
+    // and of the JS thread per datagram; sleeping briefly lets a paced burst gather and arrive
+    // in one recvmmsg and one JS call. The kernel buffer holds far more than this sleep's worth.
+    if ((uint32_t)got < n && r->coalesce_us) {
+      struct timespec ts = {0, (long)r->coalesce_us * 1000};
+      nanosleep(&ts, NULL);
+    }
   }
   return NULL;
 }
@@ -210,7 +219,7 @@ static Rx *rx_of(napi_env env, napi_value v) {
   return p;
 }
 
-// rxOpen({ group, port, iface, rcvbuf, slots, slotSize }, onBatch(first, count))
+// rxOpen({ group, port, iface, rcvbuf, slots, slotSize, coalesceUs }, onBatch(first, count))
 //   → { handle, memory: ArrayBuffer, rcvbuf }
 static napi_value rx_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -218,12 +227,18 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 2) { napi_throw_type_error(env, "RC_ERR_USAGE", "rxOpen(options, onBatch)"); return NULL; }
   struct in_addr group, iface;
-  uint32_t port, rcvbuf, slots, slot_size;
+  uint32_t port, rcvbuf, slots, slot_size, coalesce_us = 0;
   if (get_addr(env, argv[0], "group", &group) || get_addr(env, argv[0], "iface", &iface) ||
       get_u32(env, argv[0], "port", &port) || get_u32(env, argv[0], "rcvbuf", &rcvbuf) ||
       get_u32(env, argv[0], "slots", &slots) || get_u32(env, argv[0], "slotSize", &slot_size) ||
       port == 0 || port > 65535 || slots < BATCH || slots > (1u << 20) || slot_size < 64 || slot_size > 65536) {
     napi_throw_type_error(env, "RC_ERR_USAGE", "rxOpen: group, iface (IPv4), port, rcvbuf, slots (>= 64), slotSize (64..65536)");
+    return NULL;
+  }
+  bool has = false;
+  napi_has_named_property(env, argv[0], "coalesceUs", &has);
+  if (has && (get_u32(env, argv[0], "coalesceUs", &coalesce_us) || coalesce_us > 100000)) {
+    napi_throw_type_error(env, "RC_ERR_USAGE", "rxOpen: coalesceUs 0..100000");
     return NULL;
   }
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -253,6 +268,7 @@ static napi_value rx_open(napi_env env, napi_callback_info info) {
   if (!r) { close(fd); return throw_errno(env, "calloc", ENOMEM); }
   r->fd = fd;
   r->owners = 2;
+  r->coalesce_us = coalesce_us;
   r->slots = slots;
   r->slot_size = (slot_size + 7u) & ~7u;
   r->mem_len = (size_t)r->slots * r->slot_size + (size_t)r->slots * 8;
