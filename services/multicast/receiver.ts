@@ -535,7 +535,18 @@ export class MulticastReceiver {
     if (!this.#sender) return;
     const state = this.#done ? STATE.DONE : this.#mode === 'unicast' ? STATE.UNICAST : STATE.RECEIVING;
     this.#dropsSent = drops;
-    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: this.#dropsSent, written: this.#written, parity: true, received: this.stats.dataPackets, ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
+    this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state, have: this.#have?.count ?? 0, total: this.#table.length, backlog: this.#busy.size, drops: this.#dropsSent, written: this.#written, parity: true, received: this.#received(), ...(this.#deltaState ? { delta: this.#deltaState } : {}) }));
+  }
+
+  /**
+   * Datagrams that reached this host, for the sender's rate control (it compares their growth
+   * with what it sent). Natively that is what the receive thread took off the socket, whether or
+   * not JS has handled it yet: datagrams waiting in the ring were delivered, and counting them
+   * only once handled would make a JS thread briefly behind look like a lossy link.
+   */
+  #received(): number {
+    const d = this.#data;
+    return d?.kind === 'native' ? (d.stats().datagrams ?? 0) : this.stats.dataPackets;
   }
 
   #sendCtl(buf: Buffer): void {
