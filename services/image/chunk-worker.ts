@@ -14,11 +14,11 @@
 //          the caller reuses (the multicast receiver's pools): those are not sent back.
 import { parentPort, workerData, threadId } from 'node:worker_threads';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ZstdCodec, compressBound } from './zstd.ts';
 import { RackcastError, isRackcastError } from '../errors.ts';
-import { chunkPath, sealPath } from './chunk-path.ts';
+import { chunkPath, frameSealed, sealPath } from './chunk-path.ts';
 
 export interface WorkerInit { root: string; level: number }
 export type Job =
@@ -95,12 +95,7 @@ function writeSeal(hash: string, frame: Uint8Array): void {
   renameSync(tmp, sealPath(init.root, hash));
 }
 
-/** Whether the frame's bytes are the ones sealed for this chunk (no seal, or another: no). */
-function sealed(hash: string, frame: Buffer): boolean {
-  let seal: string;
-  try { seal = readFileSync(sealPath(init.root, hash), 'latin1').trim(); } catch { return false; }
-  return seal === createHash('sha256').update(frame).digest('hex');
-}
+const sealed = (hash: string, frame: Buffer): boolean => frameSealed(init.root, hash, frame);
 
 function handle(job: Job): { reply: Reply; transfer: ArrayBuffer[] } {
   const give = (buf?: ArrayBuffer | SharedArrayBuffer): ArrayBuffer[] => (buf instanceof ArrayBuffer ? [buf] : []); // shared ones stay with the caller
