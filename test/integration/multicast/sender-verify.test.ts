@@ -73,7 +73,8 @@ d('multicast sender: verifying stored chunks', () => {
     const { store, hashes } = storeCopy(`damaged-${how.length}`);
     const bad = hashes[1] as string;
     const frame = readFileSync(chunkPath(store, bad));
-    frame[frame.length >> 1] ^= 0x40; // one flipped bit: the seal no longer matches, the content hash neither
+    const mid = frame.length >> 1;
+    frame[mid] = (frame[mid] as number) ^ 0x40; // one flipped bit: the seal no longer matches, the content hash neither
     writeFileSync(chunkPath(store, bad), frame);
     if (how === 'without a seal') rmSync(sealPath(store, bad));
     lab = new Lab({ hosts: 2 });
