@@ -7,6 +7,7 @@ const BENCHES: Record<string, string> = {
   tftp: 'rackcast TftpServer vs tftpd-hpa (atftp, curl) on a namespace lab: [MiB] [runs]',
   'tftp-floor': 'lock-step TFTP: rackcast vs tftpd-hpa vs a minimal Node server (the node:dgram floor): [MiB] [runs]',
   multicast: 'rackcast vs udpcast on a namespace lab: --receivers N --loss PCT --rate MBIT [--slow MIBPS] [--json]',
+  'dgram-io': 'the multicast datagram I/O alone, node:dgram vs the rcudp addon (CPU per datagram): [--count N] [--size B] [--rate MBIT] [--runs K]',
 };
 
 const name = process.argv[2];
