@@ -16,7 +16,8 @@ import { RackcastError } from '../errors.ts';
 export type IoMode = 'auto' | 'native' | 'dgram';
 
 interface RxOpened { handle: unknown; memory: ArrayBuffer; rcvbuf: number; slotSize: number }
-interface Binding {
+/** The addon's functions (native/rcudp.c); exported for unit tests that stand in for the kernel. */
+export interface Binding {
   rxOpen(o: { group: string; port: number; iface: string; rcvbuf: number; slots: number; slotSize: number; coalesceUs?: number }, onBatch: (first: number, count: number) => void): RxOpened;
   rxMembership(h: unknown, add: boolean, group: string, iface: string): void;
   rxStats(h: unknown): { datagrams: number; batches: number; fullWaits: number; truncated: number; errors: number; lastErrno: number };
@@ -144,10 +145,15 @@ export interface GroupSender {
   close(): Promise<void>;
 }
 
-export interface SenderIoOptions { group: string; port: number; iface: string; sndbuf: number; io: IoMode }
+export interface SenderIoOptions {
+  group: string; port: number; iface: string; sndbuf: number; io: IoMode;
+  /** unit tests only: a stand-in for the addon (a socket buffer that refuses, a send error) */
+  binding?: Binding;
+}
 
-const STAGE_BYTES = 2 << 20;
-const STAGE_DATAGRAMS = 2048;
+/** The sender's stage: room for a burst far larger than the pacer's (2–20 ms of credit). */
+export const STAGE_BYTES = 2 << 20;
+export const STAGE_DATAGRAMS = 2048;
 
 /**
  * The socket group traffic leaves from: bound to the interface address and port the control
@@ -156,7 +162,7 @@ const STAGE_DATAGRAMS = 2048;
  * receivers' unicast messages reach the control socket).
  */
 export async function openGroupSender(o: SenderIoOptions): Promise<GroupSender> {
-  const b = pick(o.io);
+  const b = o.binding ?? pick(o.io);
   if (b) {
     const h = native('multicast send socket', () => b.txOpen({ iface: o.iface, port: o.port, group: o.group, ttl: 1, sndbuf: o.sndbuf, loop: 0 }));
     const stage = Buffer.allocUnsafeSlow(STAGE_BYTES);
@@ -186,7 +192,18 @@ export async function openGroupSender(o: SenderIoOptions): Promise<GroupSender> 
         const len = head.length + (body?.length ?? 0);
         if (n === STAGE_DATAGRAMS || used + len > STAGE_BYTES) {
           out.flush();
-          if (n !== 0) { out.dropped++; return; } // the kernel takes nothing for now: drop, as a full socket buffer would
+          if (sent > 0) {
+            // a flush the kernel cut short: move what is still unsent to the front of the stage
+            const from = offs[sent] as number;
+            stage.copyWithin(0, from, used);
+            for (let k = sent; k < n; k++) offs[k - sent] = (offs[k] as number) - from;
+            lens.copyWithin(0, sent, n);
+            n -= sent;
+            used -= from;
+            sent = 0;
+          }
+          // still no room: the kernel takes nothing for now; drop, as a full socket buffer would
+          if (n === STAGE_DATAGRAMS || used + len > STAGE_BYTES) { out.dropped++; return; }
         }
         stage.set(head, used);
         if (body) stage.set(body, used + head.length);
