@@ -90,6 +90,8 @@ interface Result {
   receiverRepairs?: Record<string, number>[];
   /** how each rackcast receiver took its datagrams (batch-io.ts): native (with the ring's counters) or dgram */
   receiverIo?: Record<string, number | string>[];
+  /** each rackcast receiver's CPU seconds per thread name, first datagram to all data written */
+  receiverThreadCpu?: Record<string, number>[];
 }
 
 /**
@@ -119,7 +121,7 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
       '--rate', `${rateMbit * pace}m`, '--mtu', String(mtu), '--json'], LIMIT_S);
     const ends: number[] = [];
     const outs = await Promise.all(rx.map((p, k) => p.then((o) => { ends[k] = (performance.now() - t0) / 1000; return o; })));
-    const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number; viaUnicast: number; io: string; ring?: Record<string, number> });
+    const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number; viaUnicast: number; io: string; ring?: Record<string, number>; threadCpu?: Record<string, number> });
     const s = await tx;
     const seconds = Math.max(...ends);
     const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number; lagRepairPackets: number; parityPackets: number; codedFragments: number; sealedChunks: number; since: { ready: number; joins: number[]; go: number; done: number[] } };
@@ -127,7 +129,7 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
     return { seconds, perReceiver: ends, bitExact, wireBytes: txBytes(lab, 0) - tx0, extraBytesPct: report.extraBytesPct,
       cpu: cpuOf(s, outs, cpu0), receiverTimes: reports.map((x) => x.times), receiverPackets: reports.map((x) => x.dataPackets),
       receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt, viaUnicast: x.viaUnicast })),
-      receiverIo: reports.map((x) => ({ io: x.io, ...(x.ring ?? {}) })), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, sealedChunks: report.sealedChunks, readyAt: report.since.ready, joins: report.since.joins, goAt: report.since.go, doneAt: report.since.done } };
+      receiverIo: reports.map((x) => ({ io: x.io, ...(x.ring ?? {}) })), receiverThreadCpu: reports.map((x) => x.threadCpu ?? {}), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, sealedChunks: report.sealedChunks, readyAt: report.since.ready, joins: report.since.joins, goAt: report.since.go, doneAt: report.since.done } };
   } finally { killAll(); await lab.destroy(); }
 }
 
@@ -218,7 +220,7 @@ try {
       rackcast: r && { seconds: r.seconds, efficiency: bytes / (r.seconds * rateBps), extraBytesPct: r.extraBytesPct,
         wireExtraPct: (r.wireBytes / perPkt(mtu - 52, 24) - 1) * 100, bitExact: r.bitExact, perReceiver: r.perReceiver, othersSeconds: others(r),
         ...(base ? { baselineSeconds: base.r?.seconds ?? null, othersSlowdownPct: slowdown(r, base.r) } : {}),
-        cpu: r.cpu, receiverPackets: r.receiverPackets, receiverRepairs: r.receiverRepairs, receiverIo: r.receiverIo, sender: r.sender, receiverTimes: r.receiverTimes },
+        cpu: r.cpu, receiverPackets: r.receiverPackets, receiverRepairs: r.receiverRepairs, receiverIo: r.receiverIo, receiverThreadCpu: r.receiverThreadCpu, sender: r.sender, receiverTimes: r.receiverTimes },
       udpcast: u && { seconds: u.seconds, efficiency: bytes / (u.seconds * rateBps), extraBytesPct: (u.wireBytes / perPkt(1456, 16) - 1) * 100,
         bitExact: u.bitExact, perReceiver: u.perReceiver, othersSeconds: others(u),
         ...(base ? { baselineSeconds: base.u?.seconds ?? null, othersSlowdownPct: slowdown(u, base.u) } : {}), cpu: u.cpu },

@@ -22,6 +22,7 @@ import { Bits, chunkTable, type ChunkEntry } from './chunks.ts';
 import { chunkUrl, fetchBytes } from './http-source.ts';
 import { CONTROL, DELTA, MAX_NACK_ENTRIES, STATE, decodeAnnounce, decodeControl, encodeNack, encodeStatus, encodeWants, type Announce, type NackEntry } from './messages.ts';
 import { udpRcvbufErrors } from './udp-stats.ts';
+import { cpuSince, threadCpu, type ThreadCpu } from './thread-cpu.ts';
 import { parityOf } from './fec.ts';
 import { decodeHeader, decodeHeaderInto, HEADER_LENGTH, TYPE, type Header } from './wire.ts';
 import { SENDER_DEFAULTS } from './sender.ts';
@@ -79,6 +80,8 @@ export interface ReceiveReport {
   grow?: Awaited<ReturnType<DiskWriter['growLast']>>;
   /** how group datagrams were received (batch-io.ts), and the native ring's counters */
   io: 'native' | 'dgram'; ring?: Record<string, number>;
+  /** CPU seconds per thread name from the first datagram of the session to all data written (Linux) */
+  threadCpu: ThreadCpu;
 }
 
 interface Loaded { manifest: Manifest; sig: SignatureFile; digest: string; url: string | undefined }
@@ -117,6 +120,7 @@ export class MulticastReceiver {
   #ended = false; // END of our session heard
   #pendingAnnounce?: Promise<void>;
   #firstData = 0;
+  #cpuAtFirstData: ThreadCpu = {};
   #dropsSent = 0; // socket drops in the last STATUS
   #times = { firstData: 0, allData: 0, synced: 0 };
   // delta mode
@@ -157,6 +161,7 @@ export class MulticastReceiver {
       while (this.#busy.size) await this.#nap(20);
       if (this.#failure) throw this.#failure;
       const tData = performance.now();
+      const dataCpu = this.#firstData ? cpuSince(this.#cpuAtFirstData) : {};
       const w = this.#writer as DiskWriter;
       const same = this.#same;
       await w.finishHoles(undefined, same ? (i) => same.has(i) : undefined);
@@ -184,7 +189,7 @@ export class MulticastReceiver {
         image: img.manifest.name, digest: img.digest, session: this.#session ?? 0, seconds: (performance.now() - t0) / 1000, chunks: this.#table.length,
         bytesWritten: this.#written, times: this.#times, ...this.stats, mode: u === 0 ? 'multicast' : m === 0 ? 'unicast' : 'mixed',
         ...(this.o.delta ? { skippedBytes: this.#skipped, compareSeconds: this.#compareSeconds } : {}), ...(grown ? { grow: grown } : {}),
-        io, ...(ring ? { ring } : {}),
+        io, ...(ring ? { ring } : {}), threadCpu: dataCpu,
       };
     } catch (e) {
       if (this.#sender && this.#ctl) this.#sendCtl(encodeStatus(this.#session ?? 0, { receiver: this.id, state: STATE.FAILED, have: this.#have?.count ?? 0, total: this.#table.length, backlog: 0, drops: 0, written: this.#written }));
@@ -391,7 +396,7 @@ export class MulticastReceiver {
     if (this.#deltaState === DELTA.COMPARING) { this.stats.ignoredComparing++; return false; }
     this.stats.dataPackets++;
     this.#lastData = Date.now();
-    if (!this.#firstData) this.#firstData = performance.now();
+    if (!this.#firstData) { this.#firstData = performance.now(); this.#cpuAtFirstData = threadCpu(); }
     if (h.index >= this.#table.length) { this.stats.malformed++; return false; }
     if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return false; }
     return true;
