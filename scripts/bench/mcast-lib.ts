@@ -99,6 +99,14 @@ export function hostCpu(lab: Lab, i: number): number {
 }
 
 /** Bytes sent by host i's eth0 so far. */
+/** UDP datagrams host i's kernel dropped for a full socket buffer (/proc/net/snmp RcvbufErrors) */
+export function rcvbufErrors(lab: Lab, i: number): number {
+  const lines = lab.exec(i, 'cat', ['/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Udp:'));
+  const [names, values] = lines.map((l) => l.split(/\s+/).slice(1));
+  const k = names?.indexOf('RcvbufErrors') ?? -1;
+  return k >= 0 ? Number(values?.[k] ?? 0) : 0;
+}
+
 export function txBytes(lab: Lab, i: number): number {
   const j = JSON.parse(lab.exec(i, 'ip', ['-s', '-j', 'link', 'show', 'eth0'])) as { stats64: { tx: { bytes: number } } }[];
   return j[0]?.stats64.tx.bytes ?? 0;

@@ -35,7 +35,7 @@ import { join, resolve } from 'node:path';
 import { Lab } from '../lab/netns.ts';
 import { ImageStore, captureImage } from '../../services/image/index.ts';
 import { chunkTable } from '../../services/image/manifest.ts';
-import { hostCpu, killAll, sampleUsr, spawnIn, txBytes, waitReady } from './mcast-lib.ts';
+import { hostCpu, killAll, rcvbufErrors, sampleUsr, spawnIn, txBytes, waitReady } from './mcast-lib.ts';
 
 const { values: a } = parseArgs({ options: {
   receivers: { type: 'string', default: '3' }, loss: { type: 'string', default: '0' }, rate: { type: 'string', default: '300' },
@@ -80,7 +80,7 @@ function makeLab({ N, slow }: Setup): Lab {
 }
 
 interface Result {
-  seconds: number; perReceiver: number[]; bitExact: boolean; wireBytes: number; extraBytesPct?: number; receiverTimes?: Record<string, number>[];
+  seconds: number; perReceiver: number[]; bitExact: boolean; wireBytes: number; extraBytesPct?: number; socketDrops?: number[]; receiverTimes?: Record<string, number>[];
   /** CPU seconds: the sender, each receiver, and each receiver's after the clock started (the data phase) */
   cpu: { sender: number; receivers: number[]; receiversTimed: number[] };
   /** DATA datagrams each rackcast receiver handled (repairs and duplicates included) */
@@ -116,6 +116,7 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
       '--fallback', '30', '--json', ...(a['announce-only'] ? [] : ['--manifest', join(store, 'images', 'bench', 'manifest.json')])], LIMIT_S));
     const cpu0 = await receiversStarted(lab, N);
     const tx0 = txBytes(lab, 0);
+    const drops0 = Array.from({ length: N }, (_, k) => rcvbufErrors(lab, k + 1));
     const t0 = performance.now();
     const tx = spawnIn(lab, 0, process.execPath, [BIN, 'mcast', 'send', 'bench', '--interface', 'eth0', '--store', store, '--min-receivers', String(N),
       '--rate', `${rateMbit * pace}m`, '--mtu', String(mtu), '--json'], LIMIT_S);
@@ -127,7 +128,7 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
     const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; repairPackets: number; packetsSent: number; lagRepairPackets: number; parityPackets: number; codedFragments: number; sealedChunks: number; since: { ready: number; joins: number[]; go: number; done: number[] } };
     const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(targets, `rc-out-${k + 1}.img`)).equals(expect)).every(Boolean);
     return { seconds, perReceiver: ends, bitExact, wireBytes: txBytes(lab, 0) - tx0, extraBytesPct: report.extraBytesPct,
-      cpu: cpuOf(s, outs, cpu0), receiverTimes: reports.map((x) => x.times), receiverPackets: reports.map((x) => x.dataPackets),
+      socketDrops: drops0.map((d, k) => rcvbufErrors(lab, k + 1) - d), cpu: cpuOf(s, outs, cpu0), receiverTimes: reports.map((x) => x.times), receiverPackets: reports.map((x) => x.dataPackets),
       receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt, viaUnicast: x.viaUnicast })),
       receiverIo: reports.map((x) => ({ io: x.io, ...(x.ring ?? {}) })), receiverThreadCpu: reports.map((x) => x.threadCpu ?? {}), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, sealedChunks: report.sealedChunks, readyAt: report.since.ready, joins: report.since.joins, goAt: report.since.go, doneAt: report.since.done } };
   } finally { killAll(); await lab.destroy(); }
@@ -180,7 +181,7 @@ try {
     const { N, slow } = setup;
     say(`image: ${(bytes / 1e6).toFixed(1)} MB of zstd frames; ${N} receivers, link ${rateMbit} Mbit/s, loss ${lossPct}%${slow !== undefined ? `, receiver 1 limited to ${slow} MiB/s` : ''}, MTU ${mtu}`);
     const r = runR ? await rackcast(setup, store, diskBytes) : undefined;
-    if (r) say(`rackcast: ${r.seconds.toFixed(2)} s`);
+    if (r) say(`rackcast: ${r.seconds.toFixed(2)} s, extra bytes ${r.extraBytesPct?.toFixed(1)}%, socket drops ${r.socketDrops?.join('/')}, ring full ${r.receiverIo?.map((x) => x.fullWaits ?? '-').join('/')}`);
     let u: Result | undefined;
     let uFailed: string | undefined;
     try {
@@ -194,7 +195,7 @@ try {
   };
   // --runs K: each configuration K times; the run with the median time stands for it (bit-exact
   // only if every run was), and every run's time is listed (series)
-  const repeat = async (setup: Setup, key: (x: Result) => number): Promise<{ r?: Result; u?: Result; uFailed?: string; series: { rackcast: number[]; udpcast: number[] } }> => {
+  const repeat = async (setup: Setup, key: (x: Result) => number): Promise<{ r?: Result; u?: Result; uFailed?: string; series: { rackcast: number[]; udpcast: number[]; rackcastExtraPct: number[] } }> => {
     const got = [];
     for (let k = 0; k < repeats; k++) got.push(await one(setup));
     const median = (xs: Result[]): Result | undefined => {
@@ -207,7 +208,7 @@ try {
     const failed = got.map((g) => g.uFailed).filter((f): f is string => f !== undefined);
     const r = median(rs);
     const u = median(us);
-    return { ...(r ? { r } : {}), ...(u ? { u } : {}), ...(failed.length ? { uFailed: `${failed.length} of ${repeats} runs: ${failed[0]}` } : {}), series: { rackcast: rs.map(key), udpcast: us.map(key) } };
+    return { ...(r ? { r } : {}), ...(u ? { u } : {}), ...(failed.length ? { uFailed: `${failed.length} of ${repeats} runs: ${failed[0]}` } : {}), series: { rackcast: rs.map(key), udpcast: us.map(key), rackcastExtraPct: rs.map((x) => +(x.extraBytesPct ?? NaN).toFixed(2)) } };
   };
   const report = async (N: number): Promise<object> => {
     const others = (x: Result): number => (slowArg !== undefined ? Math.max(...x.perReceiver.slice(1)) : x.seconds);
@@ -220,7 +221,7 @@ try {
       rackcast: r && { seconds: r.seconds, efficiency: bytes / (r.seconds * rateBps), extraBytesPct: r.extraBytesPct,
         wireExtraPct: (r.wireBytes / perPkt(mtu - 52, 24) - 1) * 100, bitExact: r.bitExact, perReceiver: r.perReceiver, othersSeconds: others(r),
         ...(base ? { baselineSeconds: base.r?.seconds ?? null, othersSlowdownPct: slowdown(r, base.r) } : {}),
-        cpu: r.cpu, receiverPackets: r.receiverPackets, receiverRepairs: r.receiverRepairs, receiverIo: r.receiverIo, receiverThreadCpu: r.receiverThreadCpu, sender: r.sender, receiverTimes: r.receiverTimes },
+        socketDrops: r.socketDrops, cpu: r.cpu, receiverPackets: r.receiverPackets, receiverRepairs: r.receiverRepairs, receiverIo: r.receiverIo, receiverThreadCpu: r.receiverThreadCpu, sender: r.sender, receiverTimes: r.receiverTimes },
       udpcast: u && { seconds: u.seconds, efficiency: bytes / (u.seconds * rateBps), extraBytesPct: (u.wireBytes / perPkt(1456, 16) - 1) * 100,
         bitExact: u.bitExact, perReceiver: u.perReceiver, othersSeconds: others(u),
         ...(base ? { baselineSeconds: base.u?.seconds ?? null, othersSlowdownPct: slowdown(u, base.u) } : {}), cpu: u.cpu },
