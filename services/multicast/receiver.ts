@@ -73,7 +73,7 @@ export interface ReceiveReport {
   viaMulticast: number; viaUnicast: number; rejected: number; duplicates: number; malformed: number; foreign: number; nacksSent: number;
   mode: 'multicast' | 'unicast' | 'mixed';
   /** seconds since start: first DATA of the session, every chunk written, target synced */
-  times: { firstData: number; allData: number; synced: number };
+  times: { firstData: number; allData: number; synced: number; acked?: number };
   /** delta: bytes of the disk already right on the target (not written), and how long the comparison took */
   skippedBytes?: number; compareSeconds?: number;
   /** what the `grow` option did on a larger target, or why not (DiskWriter.growLast) */
@@ -122,7 +122,7 @@ export class MulticastReceiver {
   #firstData = 0;
   #cpuAtFirstData: ThreadCpu = {};
   #dropsSent = 0; // socket drops in the last STATUS
-  #times = { firstData: 0, allData: 0, synced: 0 };
+  #times: { firstData: number; allData: number; synced: number; acked?: number } = { firstData: 0, allData: 0, synced: 0 };
   // delta mode
   #comparing?: Promise<void>;
   #deltaState: 0 | 1 | 2 = 0; // DELTA: none, comparing, compared
@@ -181,6 +181,7 @@ export class MulticastReceiver {
         if (!this.#sender) break;
         await this.#nap(200); // the DONE_ACK (or END) wakes it
       }
+      this.#times.acked = (performance.now() - t0) / 1000;
       const img = this.#img as Loaded;
       const { viaMulticast: m, viaUnicast: u } = this.stats;
       const io = this.#data?.kind ?? 'dgram';
