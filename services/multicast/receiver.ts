@@ -458,8 +458,15 @@ export class MulticastReceiver {
       return;
     }
     this.#frontier = Math.max(this.#frontier, a.next);
+    const wasIdle = this.#idle;
     this.#idle = a.state === 2;
-    if (a.state === 2) this.#frontier = this.#table.length;
+    if (a.state === 2) {
+      this.#frontier = this.#table.length;
+      // everything has been sent: NACK the last chunks' gaps now, not at the next NACK tick (up
+      // to 40 ms later), so that every receiver's NACK reaches the sender within its coalescing
+      // window and one set of parities serves them all
+      if (!wasIdle) this.#nack();
+    }
     if (a.state === 0) this.#lastData = Date.now(); // waiting for receivers is not silence
   }
 

@@ -64,6 +64,9 @@ export const SENDER_DEFAULTS = {
   // with several receivers, a chunk's repair waits this long after its first NACK, so that the
   // others' NACKs for it (sent on their own timers) arrive and one set of parities serves them all
   repairCoalesceMs: 40,
+  // once the first pass is over: receivers NACK their last gaps as the ANNOUNCE saying so arrives
+  // (not on their timers), so their NACKs come within a few ms of each other
+  tailCoalesceMs: 15,
   verify: true,
   // once sending may start, wait at most this long for delta receivers still comparing their
   // targets (only when every receiver is a delta receiver: otherwise everything is needed anyway)
@@ -136,7 +139,8 @@ export class MulticastSender extends EventEmitter {
   #missing = new Map<number, Map<number, Bits>>(); // chunk → receiver → fragments it NACKed (PARITY-capable receivers)
   #plainOnly = new Set<number>(); // chunks a receiver without PARITY asked for
   #parityNext = new Map<number, Uint8Array>(); // chunk → next parity id per FEC block
-  #cur?: { index: number; frags: number[]; at: number; repair: boolean; lag: boolean; frame: Buffer; count: number; sent: Float64Array };
+  #cur?: Sending;
+  #paused?: Sending; // the pass's chunk, stopped part-way for a repair that was due
   readonly #head: Header = { type: TYPE.DATA, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 };
   #lastSent = new Map<number, Float64Array>();
   #pacer: Pacer;
@@ -316,11 +320,12 @@ export class MulticastSender extends EventEmitter {
   }
 
   #announce(): void {
-    const idle = this.#started && this.#pass >= this.#chunks.length && this.#repairs.size === 0 && this.#lagRepairs.size === 0 && !this.#cur;
+    const idle = this.#started && this.#pass >= this.#chunks.length && this.#repairs.size === 0 && this.#lagRepairs.size === 0 && !this.#cur && !this.#paused;
+    const pass = this.#paused ?? this.#cur;
     this.#send(encodeAnnounce(this.session, {
       digest: Buffer.from((this.#img as OpenImage).digest.replace('sha256:', ''), 'hex'), chunks: this.#chunks.length,
       // chunks before `next` have been sent in full; the one in progress is not due yet
-      next: this.#cur && !this.#cur.repair && this.#cur.at < this.#cur.frags.length ? this.#cur.index : Math.min(this.#pass, this.#chunks.length), rateKbit: Math.round(this.#rateMbit * 1000), state: !this.#started ? 0 : idle ? 2 : 1, url: this.o.httpUrl,
+      next: pass && !pass.repair && pass.at < pass.frags.length ? pass.index : Math.min(this.#pass, this.#chunks.length), rateKbit: Math.round(this.#rateMbit * 1000), state: !this.#started ? 0 : idle ? 2 : 1, url: this.o.httpUrl,
     }));
   }
 
@@ -339,9 +344,10 @@ export class MulticastSender extends EventEmitter {
 
   #takeRepair(queue: RepairQueue, lag: boolean): { index: number; frags: number[]; repair: boolean; lag: boolean } | undefined {
     const now = performance.now();
-    const coalesce = this.o.repairCoalesceMs > 0 && this.#receivingCount() > 1;
+    const wait = this.#passOver() ? Math.min(this.o.tailCoalesceMs, this.o.repairCoalesceMs) : this.o.repairCoalesceMs;
+    const coalesce = wait > 0 && this.#receivingCount() > 1;
     for (const [index, { want, at }] of queue) {
-      if (coalesce && now - at < this.o.repairCoalesceMs) break; // FIFO: the rest are younger
+      if (coalesce && now - at < wait) break; // FIFO: the rest are younger
       queue.delete(index);
       const n = this.#fragCount(index);
       const frags = Array.from({ length: n }, (_, k) => k).filter((k) => want === 'all' || want.has(k));
@@ -351,6 +357,12 @@ export class MulticastSender extends EventEmitter {
       if (work.length) return { index, frags: work, repair: true, lag };
     }
     return undefined;
+  }
+
+  /** The first pass has sent every chunk: what is left are repairs. */
+  #passOver(): boolean {
+    const c = this.#cur;
+    return this.#pass >= this.#chunks.length && !this.#paused && !(c && !c.repair && c.at < c.frags.length);
   }
 
   #receivingCount(): number {
@@ -451,11 +463,21 @@ export class MulticastSender extends EventEmitter {
     let any = false;
     const pkt = HEADER_LENGTH + this.#fragSize + 28;
     const now = performance.now(); // one burst is ~2 ms: one timestamp serves all its fragments
+    // A repair that is due does not wait for the rest of the chunk the pass is sending (a 4 MiB
+    // chunk's frame takes ~0.3 s at 30 Mbit/s, and with eight receivers the repairs of the
+    // last-but-one chunk then came after the whole last chunk): the pass resumes where it stopped.
+    const c0 = this.#cur;
+    if (c0 && !c0.repair && !c0.lag && !this.#paused && c0.at > 0 && c0.at < c0.frags.length) {
+      const r = this.#takeRepair(this.#repairs, false);
+      if (r) { this.#paused = c0; this.#cur = this.#sending(r); }
+    }
     while (budget >= pkt) {
       if (!this.#cur || this.#cur.at >= this.#cur.frags.length) {
-        const w = this.#nextWork();
+        const r = this.#paused ? this.#takeRepair(this.#repairs, false) : undefined;
+        if (this.#paused && !r) { this.#cur = this.#paused; this.#paused = undefined; continue; }
+        const w = r ?? this.#nextWork();
         if (!w) { this.#cur = undefined; break; }
-        this.#cur = { ...w, at: 0, frame: this.#frame(w.index), count: this.#fragCount(w.index), sent: this.#sentTimes(w.index) };
+        this.#cur = this.#sending(w);
       }
       const c = this.#cur;
       const k = c.frags[c.at++] as number;
@@ -471,7 +493,11 @@ export class MulticastSender extends EventEmitter {
       any = true;
     }
     this.#group?.flush(); // the burst leaves in one sendmmsg
-    return any || this.#cur !== undefined;
+    return any || this.#cur !== undefined || this.#paused !== undefined;
+  }
+
+  #sending(w: { index: number; frags: number[]; repair: boolean; lag: boolean }): Sending {
+    return { ...w, at: 0, frame: this.#frame(w.index), count: this.#fragCount(w.index), sent: this.#sentTimes(w.index) };
   }
 
   /** When each fragment of chunk i was last sent (repairs skip what went out < repairHoldMs ago). */
@@ -766,6 +792,9 @@ export class MulticastSender extends EventEmitter {
     await Promise.all([group?.close(), sock && new Promise<void>((r) => sock.close(() => r()))]);
   }
 }
+
+/** What is being sent: a chunk's fragments (or parities) in order, and how far it got. */
+interface Sending { index: number; frags: number[]; at: number; repair: boolean; lag: boolean; frame: Buffer; count: number; sent: Float64Array }
 
 /** Chunk → the fragments (or all of it) to repair, and when it was first asked for. */
 type RepairQueue = Map<number, { want: Bits | 'all'; at: number }>;
