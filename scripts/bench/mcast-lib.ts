@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab } from '../lab/netns.ts';
+import { rcvbufErrorsIn } from '../../services/multicast/udp-stats.ts';
 
 /** `size` bytes of real file contents from /usr (compressible like a system disk). */
 export function sampleUsr(size: number): Buffer {
@@ -98,15 +99,12 @@ export function hostCpu(lab: Lab, i: number): number {
   return t / 100;
 }
 
-/** Bytes sent by host i's eth0 so far. */
 /** UDP datagrams host i's kernel dropped for a full socket buffer (/proc/net/snmp RcvbufErrors) */
 export function rcvbufErrors(lab: Lab, i: number): number {
-  const lines = lab.exec(i, 'cat', ['/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Udp:'));
-  const [names, values] = lines.map((l) => l.split(/\s+/).slice(1));
-  const k = names?.indexOf('RcvbufErrors') ?? -1;
-  return k >= 0 ? Number(values?.[k] ?? 0) : 0;
+  return rcvbufErrorsIn(lab.exec(i, 'cat', ['/proc/net/snmp']));
 }
 
+/** Bytes sent by host i's eth0 so far. */
 export function txBytes(lab: Lab, i: number): number {
   const j = JSON.parse(lab.exec(i, 'ip', ['-s', '-j', 'link', 'show', 'eth0'])) as { stats64: { tx: { bytes: number } } }[];
   return j[0]?.stats64.tx.bytes ?? 0;

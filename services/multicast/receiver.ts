@@ -122,7 +122,7 @@ export class MulticastReceiver {
   #firstData = 0;
   #cpuAtFirstData: ThreadCpu = {};
   #dropsSent = 0; // socket drops in the last STATUS
-  #times: { firstData: number; allData: number; synced: number; acked?: number } = { firstData: 0, allData: 0, synced: 0 };
+  #times: ReceiveReport['times'] = { firstData: 0, allData: 0, synced: 0 };
   // delta mode
   #comparing?: Promise<void>;
   #deltaState: 0 | 1 | 2 = 0; // DELTA: none, comparing, compared

@@ -330,16 +330,20 @@ export class MulticastSender extends EventEmitter {
   }
 
   /**
-   * Pick the next chunk to work on: repairs first, then the first pass, then the repairs only
-   * lagging receivers asked for.
+   * Pick the next chunk to work on: repairs first, then the pass's chunk a repair interrupted,
+   * then the first pass, then the repairs only lagging receivers asked for.
    */
-  #nextWork(): { index: number; frags: number[]; repair: boolean; lag: boolean } | undefined {
+  #nextWork(): Sending | undefined {
     const repair = this.#takeRepair(this.#repairs, false);
-    if (repair) return repair;
+    if (repair) return this.#sending(repair);
+    const paused = this.#paused;
+    this.#paused = undefined;
+    if (paused) return paused;
     const pass = this.#takePass();
-    if (pass) return pass;
+    if (pass) return this.#sending(pass);
     // the pass may still wait for verification: lagging receivers' repairs fill that gap too
-    return this.#takeRepair(this.#lagRepairs, true);
+    const lag = this.#takeRepair(this.#lagRepairs, true);
+    return lag && this.#sending(lag);
   }
 
   #takeRepair(queue: RepairQueue, lag: boolean): { index: number; frags: number[]; repair: boolean; lag: boolean } | undefined {
@@ -473,11 +477,8 @@ export class MulticastSender extends EventEmitter {
     }
     while (budget >= pkt) {
       if (!this.#cur || this.#cur.at >= this.#cur.frags.length) {
-        const r = this.#paused ? this.#takeRepair(this.#repairs, false) : undefined;
-        if (this.#paused && !r) { this.#cur = this.#paused; this.#paused = undefined; continue; }
-        const w = r ?? this.#nextWork();
-        if (!w) { this.#cur = undefined; break; }
-        this.#cur = this.#sending(w);
+        this.#cur = this.#nextWork();
+        if (!this.#cur) break;
       }
       const c = this.#cur;
       const k = c.frags[c.at++] as number;

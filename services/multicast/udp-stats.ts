@@ -4,11 +4,16 @@ import { readFileSync } from 'node:fs';
 
 export function udpRcvbufErrors(): number {
   try {
-    const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
-    const [names, values] = lines.map((l) => l.split(/\s+/).slice(1));
-    const i = names?.indexOf('RcvbufErrors') ?? -1;
-    return i >= 0 ? Number(values?.[i] ?? 0) : 0;
+    return rcvbufErrorsIn(readFileSync('/proc/net/snmp', 'utf8'));
   } catch {
     return 0;
   }
+}
+
+/** RcvbufErrors from the text of a /proc/net/snmp (this host's, or one read in another namespace). */
+export function rcvbufErrorsIn(snmp: string): number {
+  const lines = snmp.split('\n').filter((l) => l.startsWith('Udp:'));
+  const [names, values] = lines.map((l) => l.split(/\s+/).slice(1));
+  const i = names?.indexOf('RcvbufErrors') ?? -1;
+  return i >= 0 ? Number(values?.[i] ?? 0) : 0;
 }
