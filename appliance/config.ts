@@ -29,6 +29,7 @@ export const FIELDS: Field[] = [
   { path: 'logLevel', flag: 'log-level', kind: { enum: ['debug', 'info', 'warn', 'error'] } },
   { path: 'multicast.rateMbit', flag: 'mcast-rate', kind: { num: [1, 100_000] } },
   { path: 'multicast.mtu', flag: 'mcast-mtu', kind: { int: [576, 65_000] } },
+  { path: 'multicast.nice', flag: 'mcast-nice', kind: { int: [-20, 19] } },
   { path: 'ipv6.routerAdverts', flag: 'ipv6-ra', kind: { enum: ['auto', 'on', 'off'] } },
   { path: 'tasks.retries', flag: 'retries', kind: { int: [0, 10] } },
   { path: 'tasks.machineTimeoutSeconds', flag: 'machine-timeout', kind: { int: [10, 7 * 86400] } },
@@ -187,6 +188,7 @@ export function resolveConfig(file: Record<string, unknown> | undefined, fileNam
     ipxeDir: str('ipxeDir') ?? SERVE_DEFAULTS.ipxeDir, mcastRateMbit: num('multicast.rateMbit', SERVE_DEFAULTS.mcastRateMbit),
     ipv6Ra: (str('ipv6.routerAdverts') ?? 'auto') as ServeConfig['ipv6Ra'],
     ...(v.has('multicast.mtu') ? { mcastMtu: num('multicast.mtu', 1500) } : {}),
+    mcastNice: num('multicast.nice', SERVE_DEFAULTS.mcastNice),
     ...(str('dhcp.bind') ? { dhcpBind: str('dhcp.bind') as string } : {}), ...(subnet ? { subnet } : {}), ...(range ? { range } : {}),
     ...(router ? { router } : {}), ...(dns ? { dns } : {}), control,
   });

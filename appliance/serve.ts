@@ -18,6 +18,7 @@ import { Engine } from './engine.ts';
 import { systemClock, type Clock } from './scheduler.ts';
 import { WakeOnLan, servingBroadcast } from './wol.ts';
 import { ensureAdminToken } from './api/auth.ts';
+import { raisePriority } from '../services/multicast/priority.ts';
 
 export interface ServeConfig {
   logLevel: string;
@@ -38,6 +39,11 @@ export interface ServeConfig {
   mcastRateMbit?: number;
   /** multicast datagram size (bytes, IP packet; larger than the link MTU means IP fragments) */
   mcastMtu?: number;
+  /**
+   * the appliance's scheduling priority when root (services/multicast/priority.ts: the senders'
+   * pacing keeps time on a busy host); 0 leaves it
+   */
+  mcastNice?: number;
   /** IPv6 router advertisements on the boot interface (appliance/ra.ts); default auto */
   ipv6Ra?: RaMode;
   /** the control plane: tasks, schedules, Wake-on-LAN, webhook (config.ts has the defaults) */
@@ -57,7 +63,7 @@ export interface ControlConfig {
   webhook?: { url: string; timeoutSeconds: number };
 }
 
-export const SERVE_DEFAULTS = { httpPort: 8080, tftpPort: 69, dhcp: 'off' as const, unknown: 'ignore' as const, ipxeDir: '/usr/lib/ipxe', mcastRateMbit: 300 };
+export const SERVE_DEFAULTS = { httpPort: 8080, tftpPort: 69, dhcp: 'off' as const, unknown: 'ignore' as const, ipxeDir: '/usr/lib/ipxe', mcastRateMbit: 300, mcastNice: -10 };
 const IPXE_FILES = ['undionly.kpxe', 'ipxe.efi', 'snponly.efi'];
 
 export interface Logger { info(o: object, m?: string): void; warn(o: object, m?: string): void; debug(o: object, m?: string): void; error(o: object, m?: string): void }
@@ -90,6 +96,9 @@ export async function serve(c: ServeConfig, log: Logger, clock: Clock = systemCl
   mkdirSync(join(c.dataDir, 'boot'), { recursive: true });
   const base = `http://${c.address}:${c.httpPort}`;
   const closers: (() => Promise<void>)[] = [async () => store.close()];
+  const prio = raisePriority(c.mcastNice ?? SERVE_DEFAULTS.mcastNice);
+  closers.push(async () => prio.restore());
+  (prio.errors.length ? log.warn : log.info).call(log, { nice: prio.nice, autogroup: prio.autogroup?.nice ?? null, ...(prio.errors.length ? { errors: prio.errors } : {}) }, 'scheduling priority (multicast pacing)');
   const close = async (): Promise<void> => { for (const f of closers.splice(0).reverse()) await f().catch(() => undefined); };
   try {
     // deploy sessions start by the task's start rule (the engine decides; see docs/control-plane.md)

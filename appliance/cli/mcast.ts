@@ -8,15 +8,18 @@ import { ImageStore } from '../../services/image/index.ts';
 import { MulticastSender, SENDER_DEFAULTS } from '../../services/multicast/sender.ts';
 import { MulticastReceiver, RECEIVER_DEFAULTS } from '../../services/multicast/receiver.ts';
 import { serveImages } from '../../services/multicast/http-source.ts';
+import { raisePriority } from '../../services/multicast/priority.ts';
 import type { IoMode } from '../../services/multicast/batch-io.ts';
 import { dataDirFrom } from './main.ts';
 import { fmtBytes, progressBar } from './progress.ts';
 
 export const MCAST_USAGE = `  mcast send NAME --interface IF [--group ADDR] [--port N] [--rate 900m] [--min-receivers N]
              [--max-wait S] [--deadline S] [--mtu N] [--http-port N] [--receiver-timeout S]
-             [--delta-wait S] [--io auto|native|dgram] [--json]
+             [--delta-wait S] [--io auto|native|dgram] [--nice N] [--json]
                                 send an image to every receiver on the group, until all are done;
-                                the first pass skips chunks no receiver needs (delta receivers)
+                                the first pass skips chunks no receiver needs (delta receivers);
+                                --nice: the sender's scheduling priority when root (default -10; 0
+                                leaves it), so that pacing keeps time on a busy host
   mcast receive --interface IF --target FILE_OR_DEVICE [--group ADDR] [--port N]
              [--from URL] [--manifest FILE] [--trust-key KEYID] [--fallback S] [--delta] [--grow]
              [--io auto|native|dgram] [--json]
@@ -32,7 +35,7 @@ const options = {
   deadline: { type: 'string' }, mtu: { type: 'string' }, 'http-port': { type: 'string' }, json: { type: 'boolean' },
   target: { type: 'string' }, from: { type: 'string' }, manifest: { type: 'string' }, 'trust-key': { type: 'string' },
   fallback: { type: 'string' }, discard: { type: 'boolean' }, 'receiver-timeout': { type: 'string' },
-  delta: { type: 'boolean' }, 'delta-wait': { type: 'string' }, grow: { type: 'boolean' }, io: { type: 'string' },
+  delta: { type: 'boolean' }, 'delta-wait': { type: 'string' }, grow: { type: 'boolean' }, io: { type: 'string' }, nice: { type: 'string' },
 } as const;
 
 function ioMode(s: string): IoMode {
@@ -82,7 +85,11 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     const address = interfaceAddress(v.interface);
     const name = pos[0] as string;
     store.open(name); // fail early on a missing or untrusted image
+    const nice = num(v.nice, 'nice', -20, 19) ?? -10;
+    if (!Number.isInteger(nice)) throw new RackcastError('RC_ERR_USAGE', '--nice must be an integer from -20 to 19');
     const http = await serveImages(store, address, num(v['http-port'], 'http-port', 0, 65535) ?? (common.port ?? SENDER_DEFAULTS.port) + 1);
+    const prio = raisePriority(nice);
+    if (!v.json) (prio.errors.length ? log.warn : log.info)({ nice: prio.nice, autogroup: prio.autogroup?.nice ?? null, ...(prio.errors.length ? { errors: prio.errors } : {}) }, 'sender priority');
     const sender = new MulticastSender({
       store, image: name, interfaceAddress: address, httpUrl: `${http.url}/images/${name}`, ...common,
       ...(v.rate ? { rateMbit: parseRate(v.rate) } : {}),
@@ -105,7 +112,7 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     try {
       const r = await sender.run();
       bar.done();
-      if (v.json) process.stdout.write(JSON.stringify(r) + '\n');
+      if (v.json) process.stdout.write(JSON.stringify({ ...r, priority: { nice: prio.nice, autogroup: prio.autogroup?.nice ?? null, errors: prio.errors } }) + '\n');
       else {
         process.stdout.write(`session ${r.session.toString(16)} ${r.reason}: ${r.image} to ${r.receivers.length} receiver(s) in ${r.seconds.toFixed(1)} s; ` +
           `${fmtBytes(r.bytesSent)} sent for ${fmtBytes(r.frameBytes)} of chunks (${r.extraBytesPct.toFixed(1)}% extra); final rate ${r.finalRateMbit.toFixed(0)} Mbit/s\n`);
@@ -118,6 +125,7 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       // a receiver that rebooted and came back as a new one ("replaced") is not a failure
       return r.reason === 'complete' && r.receivers.every((x) => x.state === 'done' || x.state === 'replaced') ? 0 : 1;
     } finally {
+      prio.restore();
       process.off('SIGINT', onSig);
       process.off('SIGTERM', onSig);
       await new Promise<void>((res) => http.server.close(() => res()));

@@ -10,7 +10,7 @@ import { dataDirFrom } from './main.ts';
 
 export const SERVE_USAGE = `  serve [--config FILE] --interface IF|--address ADDR [--dhcp off|proxy|full] [--subnet CIDR --dhcp-range A-B]
         [--router ADDR] [--dns ADDR,…] [--http-port 8080] [--tftp-port 69] [--unknown ignore|register]
-        [--dhcp-bind 0.0.0.0] [--mcast-rate MBIT] [--mcast-mtu BYTES] [--ipv6-ra auto|on|off] [--force] [--log-level debug|info|warn|error]
+        [--dhcp-bind 0.0.0.0] [--mcast-rate MBIT] [--mcast-mtu BYTES] [--mcast-nice N] [--ipv6-ra auto|on|off] [--force] [--log-level debug|info|warn|error]
         [--retries N] [--machine-timeout S] [--misfire-grace S] [--timezone TZ]
         [--wol on|off] [--wol-interval S] [--wol-timeout S] [--wol-broadcast ADDR] [--webhook URL]
                                 the appliance: DHCP, TFTP (iPXE), HTTP (scripts, images, API, reports)`;
@@ -21,7 +21,7 @@ export function serveConfig(argv: string[], env: NodeJS.ProcessEnv): ServeConfig
     store: { type: 'string' }, 'data-dir': { type: 'string' }, data: { type: 'string' }, interface: { type: 'string' }, address: { type: 'string' },
     dhcp: { type: 'string' }, subnet: { type: 'string' }, range: { type: 'string' }, 'dhcp-range': { type: 'string' }, router: { type: 'string' }, dns: { type: 'string' },
     'http-port': { type: 'string' }, 'tftp-port': { type: 'string' }, unknown: { type: 'string' }, 'dhcp-bind': { type: 'string' },
-    force: { type: 'boolean' }, 'mcast-rate': { type: 'string' }, 'ipv6-ra': { type: 'string' }, 'mcast-mtu': { type: 'string' }, 'ipxe-dir': { type: 'string' }, 'log-level': { type: 'string' },
+    force: { type: 'boolean' }, 'mcast-rate': { type: 'string' }, 'ipv6-ra': { type: 'string' }, 'mcast-mtu': { type: 'string' }, 'mcast-nice': { type: 'string' }, 'ipxe-dir': { type: 'string' }, 'log-level': { type: 'string' },
     retries: { type: 'string' }, 'machine-timeout': { type: 'string' }, 'misfire-grace': { type: 'string' }, timezone: { type: 'string' },
     wol: { type: 'string' }, 'wol-interval': { type: 'string' }, 'wol-timeout': { type: 'string' }, 'wol-broadcast': { type: 'string' }, 'wol-port': { type: 'string' },
     webhook: { type: 'string' }, 'webhook-timeout': { type: 'string' },

@@ -7,6 +7,7 @@ export class Pacer {
   #rate: number;
   #tokens = 0;
   #last = performance.now();
+  #lostSeconds = 0;
   readonly #burstMs: number;
   readonly #carryMs: number;
 
@@ -25,6 +26,15 @@ export class Pacer {
     this.#rate = bytesPerSecond;
   }
 
+  /**
+   * Seconds of credit the carry cap has discarded: sending time lost while a sender with work was
+   * not scheduled for longer than carryMs (a busy host). A sender with nothing to send calls
+   * reset() as it idles, so idle time is not counted.
+   */
+  get lostSeconds(): number {
+    return this.#lostSeconds;
+  }
+
   /** Forget credit (after idling): the next burst starts from zero. */
   reset(): void {
     this.#tokens = 0;
@@ -35,7 +45,11 @@ export class Pacer {
     const now = performance.now();
     // at low rates the carry window holds less than one jumbo datagram: keep at least that much
     const cap = Math.max(this.#rate * this.#carryMs / 1000, this.#rate * this.#burstMs / 1000, 9000);
-    this.#tokens = Math.min(cap, this.#tokens + (now - this.#last) / 1000 * this.#rate);
+    const accrued = (now - this.#last) / 1000 * this.#rate;
+    const t = this.#tokens + accrued;
+    // only what accrued since the last call counts (a rate cut that shrinks the cap loses no time)
+    if (t > cap) this.#lostSeconds += Math.min(t - cap, accrued) / this.#rate;
+    this.#tokens = Math.min(cap, t);
     this.#last = now;
   }
 

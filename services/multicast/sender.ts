@@ -105,7 +105,10 @@ export interface ReceiverState {
 export interface SessionReport {
   session: number; image: string; digest: string; reason: 'complete' | 'deadline' | 'aborted';
   seconds: number; firstPassSeconds: number; chunks: number; frameBytes: number; bytesSent: number; packetsSent: number; repairPackets: number;
-  extraBytesPct: number; finalRateMbit: number; receivers: ReceiverState[]; malformed: number;
+  extraBytesPct: number; finalRateMbit: number;
+  /** sending time the pacer lost while the process was not scheduled (pacer.ts lostSeconds) */
+  paceLostSeconds: number;
+  receivers: ReceiverState[]; malformed: number;
   /** repair datagrams that only lagging receivers had asked for (sent after the first pass) */
   lagRepairPackets: number;
   /** PARITY datagrams sent, and the fragments NACKed for blocks that got parities instead */
@@ -280,9 +283,9 @@ export class MulticastSender extends EventEmitter {
         // gaps now rather than at the next periodic announce.
         if (!this.#idleAnnounced) { this.#idleAnnounced = true; this.#announce(); }
         if (this.#pass >= this.#chunks.length) this.#passSeconds ??= (performance.now() - this.#t0) / 1000;
+        this.#pacer.reset(); // an idle sender keeps no credit (and loses none: pacer.lostSeconds)
         await sleep(2);
       } else {
-        if (this.#idleAnnounced) this.#pacer.reset();
         this.#idleAnnounced = false;
         await new Promise<void>((r) => setImmediate(r)); // let NACKs and STATUS in between bursts
       }
@@ -296,7 +299,7 @@ export class MulticastSender extends EventEmitter {
       session: this.session, image: this.o.image, digest: img.digest, reason, seconds, firstPassSeconds: this.#passSeconds ?? seconds, chunks: this.#chunks.length, frameBytes,
       bytesSent: this.stats.bytesSent, packetsSent: this.stats.packetsSent, repairPackets: this.stats.repairPackets,
       extraBytesPct: due ? Math.max(0, (this.stats.bytesSent - due - this.stats.packetsSent * HEADER_LENGTH) / due * 100) : 0,
-      finalRateMbit: this.#rateMbit, receivers: [...this.receivers.values()], malformed: this.stats.malformed, lagRepairPackets: this.stats.lagRepairPackets,
+      finalRateMbit: this.#rateMbit, paceLostSeconds: this.#pacer.lostSeconds, receivers: [...this.receivers.values()], malformed: this.stats.malformed, lagRepairPackets: this.stats.lagRepairPackets,
       parityPackets: this.stats.parityPackets, codedFragments: this.stats.codedFragments, sealedChunks: this.stats.sealedChunks,
       io: this.#group?.kind ?? 'dgram', sendDropped: this.#group?.dropped ?? 0,
       since: { ready: readyAt / 1000, joins: [...this.receivers.values()].map((r) => (r.joinedAt - performance.timeOrigin) / 1000).sort((x, y) => x - y), go: this.#started ? this.#t0 / 1000 : null,

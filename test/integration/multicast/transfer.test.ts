@@ -55,6 +55,9 @@ d('multicast transfer', () => {
     // the default (--io auto) is the rcudp addon at both ends
     expect(sr?.json?.io).toBe('native');
     for (const x of rr) { expect(x.json?.io).toBe('native'); expect(x.json?.ring).toMatchObject({ truncated: 0 }); }
+    // as root the sender raised its priority (services/multicast/priority.ts) and says so
+    expect(sr?.json?.priority).toMatchObject({ nice: -10, errors: [] });
+    expect(typeof sr?.json?.paceLostSeconds).toBe('number');
   });
 
   it('--io dgram everywhere (node:dgram, one datagram at a time), 10‰ loss on one receiver: both bit-exact', async () => {

@@ -30,6 +30,10 @@ describe('serve config', () => {
     expect(serveConfig([...FULL, '--mcast-mtu', '8192', '--ipv6-ra', 'off'], {})).toMatchObject({ mcastMtu: 8192, ipv6Ra: 'off' });
     expect(err([...FULL, '--mcast-mtu', '100']).message).toMatch(/--mcast-mtu must be a whole number from 576 to 65000/);
     expect(err([...FULL, '--ipv6-ra', 'maybe']).code).toBe('RC_ERR_USAGE');
+    expect(c).toMatchObject({ mcastNice: -10 });
+    expect(serveConfig([...FULL, '--mcast-nice=-5'], {})).toMatchObject({ mcastNice: -5 });
+    expect(serveConfig([...FULL, '--mcast-nice', '0'], {})).toMatchObject({ mcastNice: 0 });
+    expect(err([...FULL, '--mcast-nice=-30']).message).toMatch(/--mcast-nice must be a whole number from -20 to 19/);
   });
 
   it('reads a JSON file; flags win over it', () => {

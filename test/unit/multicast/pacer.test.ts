@@ -165,6 +165,33 @@ describe('Pacer', () => {
     });
   });
 
+  describe('lostSeconds: sending time lost to a late wake-up', () => {
+    it('counts the credit the carry cap discards, in seconds at the rate', () => {
+      const p = new Pacer(10 * MB); // carry 20 ms
+      for (let i = 0; i < 50; i++) { tick(2); p.spend(p.take()); } // on time: nothing lost
+      expect(p.lostSeconds).toBe(0);
+      tick(50); // descheduled for 50 ms: 30 ms of it is beyond the carry window
+      expect(drain(p)).toBeCloseTo(200_000, 3);
+      expect(p.lostSeconds).toBeCloseTo(0.030, 9);
+      tick(25);
+      p.take();
+      expect(p.lostSeconds).toBeCloseTo(0.035, 9); // adds up
+    });
+
+    it('does not count idle time ended by reset(), nor a rate cut that shrinks the cap', () => {
+      const p = new Pacer(10 * MB);
+      tick(1000);
+      p.reset();
+      expect(p.take()).toBe(0);
+      expect(p.lostSeconds).toBe(0);
+      tick(20); // credit at the cap (200 000 B)
+      p.take();
+      p.setRate(1 * MB); // cap 20 000 B now
+      p.take();
+      expect(p.lostSeconds).toBe(0);
+    });
+  });
+
   // Regression: at low rates the credit cap was below one datagram and the sender stalled.
   it('at 1 Mbit/s, polled every millisecond as the sender does, eventually allows one 9000-byte datagram', () => {
     const p = new Pacer(125_000); // 1 Mbit/s
