@@ -42,7 +42,12 @@ export const MAX_WANT_BITS = 11200; // 24 + 1400 = 1424 bytes: fits a 1500-byte 
 
 export interface Announce { digest: Buffer; chunks: number; next: number; rateKbit: number; state: 0 | 1 | 2; url: string }
 export interface NackEntry { index: number; first: number; count: number }
-export interface Nack { receiver: number; entries: NackEntry[] }
+/**
+ * afterIdle: sent on hearing the sender idle (an ANNOUNCE saying everything has been sent, which
+ * came after every datagram sent before it): what it lists was lost, not still on its way, so the
+ * sender re-sends it even if it sent it moments ago (flags byte, bit 0; older senders ignore it).
+ */
+export interface Nack { receiver: number; entries: NackEntry[]; afterIdle?: boolean }
 /** `delta` absent: not a delta receiver (0 on the wire) */
 export interface Status { receiver: number; state: 1 | 2 | 3 | 4; have: number; total: number; backlog: number; drops: number; written: number; delta?: 1 | 2; parity?: true; received?: number }
 export interface Control { receiver: number; command: 1 | 2 | 3 }
@@ -95,6 +100,7 @@ export function encodeNack(session: number, n: Nack): Buffer {
   const p = Buffer.alloc(8 + 8 * n.entries.length);
   p.writeUInt32BE(n.receiver >>> 0, 0);
   p.writeUInt16BE(n.entries.length, 4);
+  p.writeUInt8(n.afterIdle ? 1 : 0, 6);
   n.entries.forEach((e, i) => {
     p.writeUInt32BE(e.index, 8 + 8 * i);
     p.writeUInt16BE(e.first, 12 + 8 * i);
@@ -111,7 +117,7 @@ export function decodeNack(p: Uint8Array): Nack {
   needLen(p, 8 + 8 * count, 'nack');
   const entries: NackEntry[] = [];
   for (let i = 0; i < count; i++) entries.push({ index: v.getUint32(8 + 8 * i), first: v.getUint16(12 + 8 * i), count: v.getUint16(14 + 8 * i) });
-  return { receiver: v.getUint32(0), entries };
+  return { receiver: v.getUint32(0), entries, afterIdle: (v.getUint8(6) & 1) === 1 };
 }
 
 export function encodeStatus(session: number, s: Status): Buffer {

@@ -33,6 +33,9 @@ export const RECEIVER_DEFAULTS = {
   fallbackMs: 5000, // no multicast data this long → unicast
   nackIntervalMs: 30,
   renackMs: 120,
+  // on hearing the sender idle (everything sent, every NACK it had served): NACK again what is
+  // still missing unless it was NACKed this recently (the ANNOUNCE may have crossed our NACK)
+  idleRenackMs: 10,
   statusMs: 500,
   dropWatchMs: 100, // socket drops grew since the last STATUS: tell the sender now, not in up to 500 ms
   maxPartial: 128, // chunks being reassembled at once
@@ -105,7 +108,6 @@ export class MulticastReceiver {
   readonly #h: Header = { type: TYPE.DATA, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 };
   #lastNack = new Float64Array(0);
   #frontier = 0;
-  #idle = false;
   #lastData = 0;
   #written = 0;
   #dataBytes = 0;
@@ -458,14 +460,14 @@ export class MulticastReceiver {
       return;
     }
     this.#frontier = Math.max(this.#frontier, a.next);
-    const wasIdle = this.#idle;
-    this.#idle = a.state === 2;
     if (a.state === 2) {
       this.#frontier = this.#table.length;
       // everything has been sent: NACK the last chunks' gaps now, not at the next NACK tick (up
       // to 40 ms later), so that every receiver's NACK reaches the sender within its coalescing
-      // window and one set of parities serves them all
-      if (!wasIdle) this.#nack();
+      // window and one set of parities serves them all. Every idle ANNOUNCE does (the sender
+      // sends one each time it has served the NACKs it had): a tail repair lost on the way is
+      // asked for again at once, not renackMs later, and the sender re-sends it without its hold.
+      this.#nack(this.o.idleRenackMs, true);
     }
     if (a.state === 0) this.#lastData = Date.now(); // waiting for receivers is not silence
   }
@@ -519,20 +521,20 @@ export class MulticastReceiver {
     }
   }
 
-  #nack(): void {
+  #nack(hold = this.o.renackMs, afterIdle = false): void {
     if (this.#mode !== 'multicast' || !this.#have || !this.#sender || this.#session === undefined || this.#deltaState === DELTA.COMPARING) return;
     const now = performance.now();
     const entries: NackEntry[] = [];
     const limit = MAX_NACK_ENTRIES * 8;
     for (let i = 0; i < Math.min(this.#frontier, this.#table.length) && entries.length < limit; i++) {
-      if (this.#have.has(i) || this.#busy.has(i) || now - (this.#lastNack[i] as number) < this.o.renackMs) continue;
+      if (this.#have.has(i) || this.#busy.has(i) || now - (this.#lastNack[i] as number) < hold) continue;
       const a = this.#partial.get(i);
       if (a) for (const [first, count] of a.gaps(MAX_NACK_ENTRIES)) entries.push({ index: i, first, count });
       else entries.push({ index: i, first: 0, count: 0 });
       this.#lastNack[i] = now;
     }
     for (let k = 0; k < entries.length; k += MAX_NACK_ENTRIES) {
-      this.#sendCtl(encodeNack(this.#session, { receiver: this.id, entries: entries.slice(k, k + MAX_NACK_ENTRIES) }));
+      this.#sendCtl(encodeNack(this.#session, { receiver: this.id, entries: entries.slice(k, k + MAX_NACK_ENTRIES), afterIdle }));
       this.stats.nacksSent++;
     }
   }

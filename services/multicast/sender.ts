@@ -353,13 +353,14 @@ export class MulticastSender extends EventEmitter {
     const now = performance.now();
     const wait = this.#passOver() ? Math.min(this.o.tailCoalesceMs, this.o.repairCoalesceMs) : this.o.repairCoalesceMs;
     const coalesce = wait > 0 && this.#receivingCount() > 1;
-    for (const [index, { want, at }] of queue) {
+    for (const [index, { want, at, lost }] of queue) {
       if (coalesce && now - at < wait) break; // FIFO: the rest are younger
       queue.delete(index);
       const n = this.#fragCount(index);
       const frags = Array.from({ length: n }, (_, k) => k).filter((k) => want === 'all' || want.has(k));
       const recent = this.#lastSent.get(index);
-      const fresh = recent ? frags.filter((k) => now - (recent[k] ?? 0) >= this.o.repairHoldMs) : frags;
+      // a NACK sent after the receiver heard us idle is not stale: what it lists was lost
+      const fresh = recent && !lost ? frags.filter((k) => now - (recent[k] ?? 0) >= this.o.repairHoldMs) : frags;
       const work = this.#code(index, fresh, want === 'all');
       if (work.length) return { index, frags: work, repair: true, lag };
     }
@@ -572,7 +573,7 @@ export class MulticastSender extends EventEmitter {
           return;
         }
         this.stats.nacks++;
-        for (const e of n.entries) this.#queueRepair(e.index, e.first, e.count, r);
+        for (const e of n.entries) this.#queueRepair(e.index, e.first, e.count, r, n.afterIdle === true);
       } else if (h.type === TYPE.STATUS) {
         const s = decodeStatus(payload);
         const r = this.#touch(s.receiver, address, port);
@@ -643,13 +644,14 @@ export class MulticastSender extends EventEmitter {
     return r;
   }
 
-  #queueRepair(index: number, first: number, count: number, r: ReceiverState): void {
+  #queueRepair(index: number, first: number, count: number, r: ReceiverState, afterIdle = false): void {
     if (index >= this.#chunks.length) { this.stats.malformed++; return; }
     const queue = r.lagging ? this.#lagRepairs : this.#repairs;
     const n = this.#fragCount(index);
     const cur = queue.get(index);
+    if (cur && afterIdle) cur.lost = true;
     if (count === 0) {
-      if (cur) cur.want = 'all'; else queue.set(index, { want: 'all', at: performance.now() });
+      if (cur) cur.want = 'all'; else queue.set(index, { want: 'all', at: performance.now(), lost: afterIdle });
       r.nackedFrags += n;
       return;
     }
@@ -668,7 +670,7 @@ export class MulticastSender extends EventEmitter {
     if (cur?.want === 'all') return;
     const bits = cur?.want ?? new Bits(n);
     for (let k = first; k < end; k++) bits.set(k);
-    if (!cur) queue.set(index, { want: bits, at: performance.now() });
+    if (!cur) queue.set(index, { want: bits, at: performance.now(), lost: afterIdle });
   }
 
   /**
@@ -800,8 +802,11 @@ export class MulticastSender extends EventEmitter {
 /** What is being sent: a chunk's fragments (or parities) in order, and how far it got. */
 interface Sending { index: number; frags: number[]; at: number; repair: boolean; lag: boolean; frame: Buffer; count: number; sent: Float64Array }
 
-/** Chunk → the fragments (or all of it) to repair, and when it was first asked for. */
-type RepairQueue = Map<number, { want: Bits | 'all'; at: number }>;
+/**
+ * Chunk → the fragments (or all of it) to repair, when it was first asked for, and whether a
+ * NACK for it came after its receiver heard us idle (lost: no repairHoldMs for it).
+ */
+type RepairQueue = Map<number, { want: Bits | 'all'; at: number; lost: boolean }>;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

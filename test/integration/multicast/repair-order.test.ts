@@ -3,6 +3,9 @@
 // (every fragment of that chunk once, in order). Before, a repair waited for the whole chunk: at
 // 30 Mbit/s a 4 MiB chunk's frame takes ~0.3 s, and with eight receivers the repairs of the
 // last-but-one chunk came only after the entire last chunk.
+// Tail repairs: a NACK sent on hearing the sender idle (afterIdle) is re-sent at once, even when
+// the fragment went out moments ago; a plain NACK that soon is taken for one that crossed the
+// repair on its way, and held (repairHoldMs).
 import { describe, it, expect, beforeAll, afterAll, afterEach } from '@jest/globals';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,6 +56,21 @@ d('multicast sender: repair scheduling', () => {
     expect(r.before).toBeLessThan(count - 100);
     // the pass resumed where it stopped: every fragment once, in order
     expect(r.order).toEqual(Array.from({ length: count }, (_, k) => k));
+    await s.done;
+  }, 90_000);
+
+  it.each([['idle', 1], ['plain', 0]] as const)('a NACK (%s) for a tail repair sent moments ago: re-sent %i more time(s)', async (mode, again) => {
+    lab = new Lab({ hosts: 2 });
+    const peer = lab.spawn(1, process.execPath, [resolve('test/integration/multicast/tail-peer.ts'), lab.host(1).ip, '239.255.77.1', '9700', '40', mode]);
+    let out = '';
+    peer.stdout?.on('data', (b: Buffer) => { out += b.toString(); });
+    const peerExit = new Promise<number | null>((res) => peer.once('exit', res));
+    const s = send(lab, store, 'img', ['--min-receivers', '1']);
+    const code = await peerExit;
+    const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { copies?: number[]; error?: string };
+    expect(r.error).toBeUndefined();
+    expect(code).toBe(0);
+    expect(r.copies).toEqual([1, again]);
     await s.done;
   }, 90_000);
 });

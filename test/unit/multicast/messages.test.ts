@@ -54,9 +54,9 @@ const announces: Announce[] = [
 
 const entry = (i: number): { index: number; first: number; count: number } => ({ index: (i * 2654435761) >>> 0, first: i & 0xffff, count: (i * 7) & 0xffff });
 const nacks: Nack[] = [
-  { receiver: 0xabcdef01, entries: [] },
-  { receiver: 1, entries: [{ index: 5, first: 0, count: 0 }] },
-  { receiver: 0xffffffff, entries: Array.from({ length: MAX_NACK_ENTRIES }, (_, i) => entry(i)) },
+  { receiver: 0xabcdef01, entries: [], afterIdle: false },
+  { receiver: 1, entries: [{ index: 5, first: 0, count: 0 }], afterIdle: true },
+  { receiver: 0xffffffff, entries: Array.from({ length: MAX_NACK_ENTRIES }, (_, i) => entry(i)), afterIdle: false },
 ];
 
 const statuses: Status[] = [
@@ -130,6 +130,18 @@ describe('NACK', () => {
     const d = encodeNack(0x55, n);
     expect(d.length).toBe(HEADER_LENGTH + 8 + 8 * count);
     expect(both(d, TYPE.NACK, 0x55, decodeNack)).toEqual(n);
+  });
+
+  it('afterIdle is bit 0 of byte 6; absent means false; the other bits are ignored', () => {
+    const d = encodeNack(0x55, { receiver: 3, entries: [{ index: 1, first: 2, count: 3 }], afterIdle: true });
+    const p = d.subarray(HEADER_LENGTH);
+    expect(p[6]).toBe(1);
+    expect(encodeNack(0x55, { receiver: 3, entries: [] }).subarray(HEADER_LENGTH)[6]).toBe(0);
+    const q = Buffer.from(p);
+    q[6] = 0xfe; // an older or newer peer's other bits: not afterIdle, not malformed
+    expect(decodeNack(q).afterIdle).toBe(false);
+    q[6] = 0xff;
+    expect(decodeNack(q).afterIdle).toBe(true);
   });
 
   it('MAX_NACK_ENTRIES fits a 1500-byte MTU datagram', () => {
