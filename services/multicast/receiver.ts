@@ -32,7 +32,13 @@ export const RECEIVER_DEFAULTS = {
   port: SENDER_DEFAULTS.port,
   fallbackMs: 5000, // no multicast data this long → unicast
   nackIntervalMs: 30,
+  // A chunk NACKed before is NACKed again once the sender has served that NACK (a repair for it
+  // came and ended: the next datagram was another chunk's) and renackMs have passed; if no
+  // repair comes (the NACK was lost, or the sender still has a long queue: a slow link), after
+  // renackMaxMs. Asking again while the repair is still on its way made the sender send it twice
+  // (a receiver on a slow link got ~10,000 duplicates in a 40 MB session).
   renackMs: 120,
+  renackMaxMs: 1000,
   // on hearing the sender idle (everything sent, every NACK it had served): NACK again what is
   // still missing unless it was NACKed this recently (the ANNOUNCE may have crossed our NACK)
   idleRenackMs: 10,
@@ -107,6 +113,9 @@ export class MulticastReceiver {
   #blocks?: BufferPool; // decompressed chunks on their way to the disk
   readonly #h: Header = { type: TYPE.DATA, session: 0, index: 0, fragIndex: 0, fragCount: 0, payloadLength: 0, fragSize: 0 };
   #lastNack = new Float64Array(0);
+  /** per chunk, since its last NACK: 0 nothing came for it, 1 a repair is arriving, 2 a repair came and ended */
+  #served = new Uint8Array(0);
+  #lastChunk = 0; // the chunk of the last DATA or PARITY datagram
   #frontier = 0;
   #lastData = 0;
   #written = 0;
@@ -288,6 +297,7 @@ export class MulticastReceiver {
     this.#dataBytes = this.#table.reduce((a, c) => a + c.length * c.blocks.length, 0);
     this.#have = new Bits(this.#table.length);
     this.#lastNack = new Float64Array(this.#table.length);
+    this.#served = new Uint8Array(this.#table.length);
     this.#frames = new BufferPool(compressBound(manifest.blockSize) + 0xffff);
     this.#blocks = new BufferPool(manifest.blockSize);
     this.#img = { manifest, sig, digest: sig.digest, url };
@@ -401,6 +411,13 @@ export class MulticastReceiver {
     this.#lastData = Date.now();
     if (!this.#firstData) { this.#firstData = performance.now(); this.#cpuAtFirstData = threadCpu(); }
     if (h.index >= this.#table.length) { this.stats.malformed++; return false; }
+    // the sender sends a repair's datagrams together: one for another chunk ends the last one's
+    const i = h.index;
+    if (i !== this.#lastChunk) {
+      if (this.#served[this.#lastChunk] === 1) this.#served[this.#lastChunk] = 2;
+      this.#lastChunk = i;
+    }
+    if (this.#served[i] === 0 && this.#lastNack[i]) this.#served[i] = 1;
     if (this.#mode !== 'multicast' || this.#have.has(h.index) || this.#busy.has(h.index)) { this.stats.duplicates++; return false; }
     return true;
   }
@@ -527,9 +544,16 @@ export class MulticastReceiver {
     const entries: NackEntry[] = [];
     const limit = MAX_NACK_ENTRIES * 8;
     for (let i = 0; i < Math.min(this.#frontier, this.#table.length) && entries.length < limit; i++) {
-      if (this.#have.has(i) || this.#busy.has(i) || now - (this.#lastNack[i] as number) < hold) continue;
+      if (this.#have.has(i) || this.#busy.has(i)) continue;
+      const last = this.#lastNack[i] as number;
+      if (last > 0) {
+        const since = now - last;
+        // an idle sender has served every NACK it got: what is still missing was lost
+        if (since < hold || (!afterIdle && this.#served[i] !== 2 && since < this.o.renackMaxMs)) continue;
+      }
+      this.#served[i] = 0;
       const a = this.#partial.get(i);
-      if (a) for (const [first, count] of a.gaps(MAX_NACK_ENTRIES)) entries.push({ index: i, first, count });
+      if (a) for (const [first, count] of a.gaps(4 * MAX_NACK_ENTRIES)) entries.push({ index: i, first, count });
       else entries.push({ index: i, first: 0, count: 0 });
       this.#lastNack[i] = now;
     }

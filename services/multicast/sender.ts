@@ -31,9 +31,11 @@ import { FEC_K, FEC_MAX_PARITY, blockRange, codedBlocks, encodeParity, parityFra
 const VERIFY_AHEAD = 32;
 /**
  * Lag windows: every LAG_WINDOW_MS a receiver that NACKed more than a quarter of the fragments
- * sent in the window (at least LAG_MIN_PACKETS of them) lags; below a twentieth it no longer does.
+ * sent in the last LAG_WINDOWS windows (at least LAG_MIN_PACKETS of them) lags; below a
+ * twentieth it no longer does.
  */
 const LAG_WINDOW_MS = 100;
+const LAG_WINDOWS = 10;
 const LAG_MIN_PACKETS = 200;
 /**
  * Rate windows: every ADAPT_MS the sender looks for overrun receivers (receivers report socket
@@ -43,6 +45,8 @@ const LAG_MIN_PACKETS = 200;
 const ADAPT_MS = 250;
 const ADAPT_HOLD_MS = 500;
 const STRIKES = 12; // × ADAPT_MS = 3 s
+/** After a cut, the rate creeps past what the overrun receivers took in at 1% a window, for this long. */
+const CEILING_MS = 4000;
 /** Work items ≥ this are parities: PARITY_CODE + the PARITY's fragment index (fec.ts parityFragIndex). */
 const PARITY_CODE = 0x10000;
 
@@ -674,21 +678,28 @@ export class MulticastSender extends EventEmitter {
   }
 
   /**
-   * Every lag window: which receivers lag (NACKed over a quarter of what was sent in the window;
+   * Every lag window: which receivers lag (NACKed over a quarter of what was sent in the last second;
    * random loss of a few percent is far below). Their repairs then wait behind the first pass,
    * so one slow link or host does not hold the others back. Only a minority can lag: when most
    * receivers NACK that much, the rate is too high for the group, and #adapt slows it down.
    */
-  #lagWin = new Map<number, number>(); // nackedFrags at the start of the window, per receiver
-  #lagPackets = 0;
+  #lagWin = new Map<number, number[]>(); // per receiver: nackedFrags at the start of each of the last LAG_WINDOWS windows
+  #lagSent: number[] = []; // packetsSent at the start of each of them
   #lagCheck(): void {
-    const sent = this.stats.packetsSent - this.#lagPackets;
-    this.#lagPackets = this.stats.packetsSent;
+    // over the last LAG_WINDOWS windows: a receiver NACKs a chunk's gaps as the pass moves past
+    // it (every few windows on a slow link) and, once asked, again only when the repair has come,
+    // so single windows swing between nothing and a whole chunk's gaps
+    this.#lagSent.push(this.stats.packetsSent);
+    if (this.#lagSent.length > LAG_WINDOWS + 1) this.#lagSent.shift();
+    const sent = this.stats.packetsSent - (this.#lagSent[0] as number);
     const active = [...this.receivers.values()].filter((r) => r.state === 'receiving');
     const lags = new Set<ReceiverState>();
     for (const r of active) {
-      const nacked = r.nackedFrags - (this.#lagWin.get(r.id) ?? r.nackedFrags);
-      this.#lagWin.set(r.id, r.nackedFrags);
+      let h = this.#lagWin.get(r.id);
+      if (!h) { h = []; this.#lagWin.set(r.id, h); }
+      h.push(r.nackedFrags);
+      if (h.length > LAG_WINDOWS + 1) h.shift();
+      const nacked = r.nackedFrags - (h[0] as number);
       if (sent < LAG_MIN_PACKETS) { if (r.lagging) lags.add(r); continue; }
       if (nacked > sent / 4 || (r.lagging && nacked >= sent / 20)) lags.add(r);
     }
@@ -727,17 +738,22 @@ export class MulticastSender extends EventEmitter {
    * count is known; then hold for ADAPT_HOLD_MS. Lagging receivers (whose repairs already wait
    * behind the pass) do not vote while others remain. If only some are overrun, they get strikes
    * and after STRIKES windows running are moved to unicast so they stop holding the others back.
-   * Otherwise creep back up to the maximum, 3% a window (~12% a second).
+   * Otherwise creep back up to the maximum, 3% a window (~12% a second), but only 1% a window
+   * past the rate the overrun receivers took in at the last cut (their link, probed gently) for
+   * CEILING_MS after it. A
+   * receiver that alone sets the rate is cut below a 90% share, not 80%.
    */
   #prev = new Map<number, { drops: number; nacked: number; rx?: { received: number; sentAt: number }; share?: number; shareAt?: number }>();
   #prevPackets = 0;
   #holdUntil = 0;
+  #ceiling?: { mbit: number; until: number }; // what the receivers that forced the last cut took in
   #adapt(now: number): void {
     const sent = this.stats.packetsSent - this.#prevPackets;
     this.#prevPackets = this.stats.packetsSent;
     const active = [...this.receivers.values()].filter((r) => r.state === 'receiving');
     if (!active.length) return;
     const overrun = new Map<ReceiverState, number | undefined>(); // → share of the datagrams sent that it received, if known
+    const voters = active.some((r) => !r.lagging) ? active.filter((r) => !r.lagging) : active;
     for (const r of active) {
       const p = this.#prev.get(r.id) ?? { drops: r.drops, nacked: r.nackedFrags, rx: r.rx };
       // the delivered share between its last two STATUS that span ≥ 100 datagrams (STATUS comes
@@ -752,16 +768,21 @@ export class MulticastSender extends EventEmitter {
       // loss (it NACKs what is still missing again every 120 ms) and drove the rate to its floor.
       // (a receiver that sends counts is judged by them alone: right after a cut there is no
       // share yet, and its NACKs for what is still missing would cut again)
-      const lossy = r.rx !== undefined ? share !== undefined && share < 0.8 : sent > 200 && r.nackedFrags - p.nacked > sent / 3;
+      // A receiver that alone sets the rate (the only one, or the last one left, lagging) is cut
+      // below 90%: its link is the limit, and between 80% and 90% the rate overshoots it by up to
+      // a quarter, so that much of every repair round is lost and sent again.
+      const cutShare = voters.length === 1 && voters[0] === r ? 0.9 : 0.8;
+      const lossy = r.rx !== undefined ? share !== undefined && share < cutShare : sent > 200 && r.nackedFrags - p.nacked > sent / 3;
       if (r.drops - p.drops > 12 || r.backlog > 64 || lossy) overrun.set(r, share);
       this.o.logger?.debug?.({ receiver: r.id.toString(16), rateMbit: +this.#rateMbit.toFixed(1), sent, share, drops: r.drops - p.drops, nacked: r.nackedFrags - p.nacked, backlog: r.backlog, lagging: r.lagging }, 'rate window');
     }
-    const voters = active.some((r) => !r.lagging) ? active.filter((r) => !r.lagging) : active;
     const over = voters.filter((r) => overrun.has(r));
     if (over.length * 2 > voters.length) {
       if (now < this.#holdUntil) return;
       const shares = over.map((r) => overrun.get(r)).filter((x): x is number => x !== undefined);
       const factor = shares.length ? Math.max(0.5, Math.min(0.85, 0.95 * Math.min(...shares))) : 0.85;
+      // what the worst of them took in: the rate creeps back quickly up to it, slowly past it
+      if (shares.length) this.#ceiling = { mbit: this.#rateMbit * Math.min(...shares), until: now + CEILING_MS };
       this.#setRate(Math.max(Math.min(this.o.minRateMbit, this.o.rateMbit), this.#rateMbit * factor));
       this.#holdUntil = now + ADAPT_HOLD_MS;
       // shares measured at the old rate say nothing about the new one: measure again from here
@@ -779,7 +800,11 @@ export class MulticastSender extends EventEmitter {
         this.emit('receiver-unicast', r);
       }
     }
-    if (!overrun.size) this.#setRate(Math.min(this.o.rateMbit, this.#rateMbit * 1.03));
+    if (!overrun.size) {
+      const r = this.#rateMbit;
+      const c = this.#ceiling && now < this.#ceiling.until ? this.#ceiling.mbit : Infinity;
+      this.#setRate(Math.min(this.o.rateMbit, r < c ? Math.min(c, r * 1.03) : r * 1.01));
+    }
   }
 
   #setRate(mbit: number): void {
