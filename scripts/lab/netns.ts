@@ -124,6 +124,18 @@ export class Lab {
     execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: script });
   }
 
+  /**
+   * Deliver `permille`/1000 of the UDP datagrams host `from` sends twice to host i: in the switch,
+   * an nftables netdev rule on `from`'s port copies them (`dup`) straight out of i's port, and
+   * the bridge forwards the original as usual.
+   */
+  duplicate(i: number, permille: number, from = 0): void {
+    const inPort = this.host(from).port;
+    const script = `table netdev rclabdup${i} {\n chain in {\n  type filter hook ingress device "${inPort}" priority 0; policy accept;\n` +
+      `  ip protocol udp numgen random mod 1000 < ${permille} dup to "${this.host(i).port}"\n }\n}\n`;
+    execFileSync('ip', ['netns', 'exec', this.sw, 'nft', '-f', '-'], { input: script });
+  }
+
   dropMulticast(i: number): void {
     this.#nft(i, 'ip daddr 224.0.0.0/4 drop');
   }

@@ -103,6 +103,24 @@ d('multicast transfer', () => {
     expect(same(join(work, 'mixed-native.img'))).toBe(true);
   });
 
+  it('duplicated datagrams (nft dup, 20% to one receiver, with 1% loss): bit-exact, the copies counted and dropped', async () => {
+    lab = new Lab({ hosts: 3 });
+    lab.duplicate(2, 200);
+    lab.loss(2, 10);
+    const s = send(lab, store, 'rack', ['--min-receivers', '2']);
+    const r = [1, 2].map((h) => receive(lab as Lab, h, join(work, `out-dup-${h}.img`)));
+    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
+    expect(sr?.code).toBe(0);
+    for (const x of rr) expect(x.code).toBe(0);
+    expect(same(join(work, 'out-dup-1.img'))).toBe(true);
+    expect(same(join(work, 'out-dup-2.img'))).toBe(true);
+    // ~20% of the session's datagrams arrived twice at receiver 2 (DATA and PARITY: 'duplicates')
+    const pass = Number(sr?.json?.packetsSent) - Number(sr?.json?.repairPackets);
+    expect(Number(rr[1]?.json?.duplicates)).toBeGreaterThan(0.1 * pass);
+    expect(Number(rr[0]?.json?.duplicates)).toBeLessThan(0.05 * pass);
+    expect(rr[1]?.json?.rejected).toBe(0);
+  });
+
   it('loss at both receivers: repairs go out as parities that rebuild different fragments at each, bit-exact', async () => {
     lab = new Lab({ hosts: 3 });
     lab.loss(1, 50);
