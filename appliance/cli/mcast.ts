@@ -22,19 +22,21 @@ export const MCAST_USAGE = `  mcast send NAME --interface IF [--group ADDR] [--p
                                 leaves it), so that pacing keeps time on a busy host
   mcast receive --interface IF --target FILE_OR_DEVICE [--group ADDR] [--port N]
              [--from URL] [--manifest FILE] [--trust-key KEYID] [--fallback S] [--delta] [--grow]
-             [--io auto|native|dgram] [--json]
+             [--io auto|native|dgram] [--backlog N] [--json]
                                 receive, verify and write an image (unicast fallback over HTTP);
                                 --delta: compare the target first, fetch and write only what differs;
                                 --grow: grow the last partition onto a larger target
                                 --io: group datagrams batched through the rcudp addon (native),
-                                one at a time through node:dgram, or native where built (auto)`;
+                                one at a time through node:dgram, or native where built (auto);
+                                --backlog: chunks verified and written at once (default 32; each
+                                holds a block in memory)`;
 
 const options = {
   store: { type: 'string' }, 'data-dir': { type: 'string' }, interface: { type: 'string' }, group: { type: 'string' },
   port: { type: 'string' }, rate: { type: 'string' }, 'min-receivers': { type: 'string' }, 'max-wait': { type: 'string' },
   deadline: { type: 'string' }, mtu: { type: 'string' }, 'http-port': { type: 'string' }, json: { type: 'boolean' },
   target: { type: 'string' }, from: { type: 'string' }, manifest: { type: 'string' }, 'trust-key': { type: 'string' },
-  fallback: { type: 'string' }, discard: { type: 'boolean' }, 'receiver-timeout': { type: 'string' },
+  fallback: { type: 'string' }, discard: { type: 'boolean' }, backlog: { type: 'string' }, 'receiver-timeout': { type: 'string' },
   delta: { type: 'boolean' }, 'delta-wait': { type: 'string' }, grow: { type: 'boolean' }, io: { type: 'string' }, nice: { type: 'string' },
 } as const;
 
@@ -141,6 +143,7 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       ...(manifest ? { manifest } : {}), ...(v.from ? { imageUrl: v.from } : {}), ...(v['trust-key'] ? { trustKeyId: v['trust-key'] } : {}),
       ...(v.fallback ? { fallbackMs: (num(v.fallback, 'fallback', 0.1, 3600) as number) * 1000 } : { fallbackMs: RECEIVER_DEFAULTS.fallbackMs }),
       discard: v.discard ?? false, delta: v.delta ?? false, grow: v.grow ?? false,
+      ...(v.backlog ? { maxBacklog: Math.floor(num(v.backlog, 'backlog', 1, 1024) as number) } : {}),
       onProgress: (p) => bar.update(p.have, p.total, p.mode === 'unicast' ? 'http' : 'mcast'),
       ...(v.json ? {} : { logger: log }),
     });

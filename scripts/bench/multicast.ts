@@ -122,14 +122,14 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
       '--rate', `${rateMbit * pace}m`, '--mtu', String(mtu), '--json'], LIMIT_S);
     const ends: number[] = [];
     const outs = await Promise.all(rx.map((p, k) => p.then((o) => { ends[k] = (performance.now() - t0) / 1000; return o; })));
-    const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number; viaUnicast: number; io: string; ring?: Record<string, number>; threadCpu?: Record<string, number> });
+    const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number; viaUnicast: number; waited?: number; discarded?: number; io: string; ring?: Record<string, number>; threadCpu?: Record<string, number> });
     const s = await tx;
     const seconds = Math.max(...ends);
     const report = JSON.parse(s.stdout.trim().split('\n').pop() as string) as { seconds: number; extraBytesPct: number; firstPassSeconds: number; finalRateMbit: number; paceLostSeconds: number; repairPackets: number; packetsSent: number; lagRepairPackets: number; parityPackets: number; codedFragments: number; sealedChunks: number; since: { ready: number; joins: number[]; go: number; done: number[] } };
     const bitExact = Array.from({ length: N }, (_, k) => readFileSync(join(targets, `rc-out-${k + 1}.img`)).equals(expect)).every(Boolean);
     return { seconds, perReceiver: ends, bitExact, wireBytes: txBytes(lab, 0) - tx0, extraBytesPct: report.extraBytesPct,
       socketDrops: drops0.map((d, k) => rcvbufErrors(lab, k + 1) - d), cpu: cpuOf(s, outs, cpu0), receiverTimes: reports.map((x) => x.times), receiverPackets: reports.map((x) => x.dataPackets),
-      receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt, viaUnicast: x.viaUnicast })),
+      receiverRepairs: reports.map((x) => ({ duplicates: x.duplicates, parityUsed: x.parityUsed, parityUnused: x.parityUnused, rebuilt: x.rebuilt, viaUnicast: x.viaUnicast, waited: x.waited ?? 0, discarded: x.discarded ?? 0 })),
       receiverIo: reports.map((x) => ({ io: x.io, ...(x.ring ?? {}) })), receiverThreadCpu: reports.map((x) => x.threadCpu ?? {}), sender: { sessionSeconds: report.seconds, firstPassSeconds: report.firstPassSeconds, finalRateMbit: report.finalRateMbit, paceLostSeconds: report.paceLostSeconds, packets: report.packetsSent, repairPackets: report.repairPackets, lagRepairPackets: report.lagRepairPackets, parityPackets: report.parityPackets, codedFragments: report.codedFragments, sealedChunks: report.sealedChunks, readyAt: report.since.ready, joins: report.since.joins, goAt: report.since.go, doneAt: report.since.done } };
   } finally { killAll(); await lab.destroy(); }
 }
@@ -181,7 +181,9 @@ try {
     const { N, slow } = setup;
     say(`image: ${(bytes / 1e6).toFixed(1)} MB of zstd frames; ${N} receivers, link ${rateMbit} Mbit/s, loss ${lossPct}%${slow !== undefined ? `, receiver 1 limited to ${slow} MiB/s` : ''}, MTU ${mtu}`);
     const r = runR ? await rackcast(setup, store, diskBytes) : undefined;
-    if (r) say(`rackcast: ${r.seconds.toFixed(2)} s, extra bytes ${r.extraBytesPct?.toFixed(1)}%, socket drops ${r.socketDrops?.join('/')}, ring full ${r.receiverIo?.map((x) => x.fullWaits ?? '-').join('/')}`);
+    if (r) say(`rackcast: ${r.seconds.toFixed(2)} s, extra bytes ${r.extraBytesPct?.toFixed(1)}%, socket drops ${r.socketDrops?.join('/')}, ring full ${r.receiverIo?.map((x) => x.fullWaits ?? '-').join('/')}, ` +
+      `duplicates ${r.receiverRepairs?.map((x) => x.duplicates).join('/')}, waited ${r.receiverRepairs?.map((x) => x.waited).join('/')}, discarded ${r.receiverRepairs?.map((x) => x.discarded).join('/')}, ` +
+      `rate ${Number(r.sender?.finalRateMbit).toFixed(0)} Mbit/s at the end, pacing lost ${Number(r.sender?.paceLostSeconds).toFixed(2)} s`);
     let u: Result | undefined;
     let uFailed: string | undefined;
     try {
