@@ -26,6 +26,7 @@
 // holes or repeated blocks, so its frames in chunk order decompress to exactly the disk).
 // --bin benchmarks another checkout's bin/rackcast.js (before/after comparisons in one lab run);
 // NODE_OPTIONS passes through to rackcast's processes (e.g. --cpu-prof --cpu-prof-dir=DIR).
+// --nice N gives rackcast's sender `--nice=N` (its default, as root, is -10; 0 leaves its priority).
 // Prints one JSON object (--json) or a readable summary. Bounded: every transfer has a time limit.
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
@@ -41,6 +42,7 @@ const { values: a } = parseArgs({ options: {
   receivers: { type: 'string', default: '3' }, loss: { type: 'string', default: '0' }, rate: { type: 'string', default: '300' },
   slow: { type: 'string' }, 'size-mb': { type: 'string', default: '256' }, mtu: { type: 'string', default: '1500' }, json: { type: 'boolean' },
   only: { type: 'string' }, cold: { type: 'boolean' }, pace: { type: 'string', default: '97' }, runs: { type: 'string', default: '1' }, 'announce-only': { type: 'boolean' }, 'target-dir': { type: 'string' }, bin: { type: 'string' }, unzstd: { type: 'boolean' },
+  nice: { type: 'string' },
 } });
 const Ns = String(a.receivers).split(',').map(Number);
 if (!Ns.length || Ns.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) throw new Error('--receivers: receiver counts from 1 to 16, comma-separated');
@@ -119,7 +121,7 @@ async function rackcast(setup: Setup, store: string, expect: Buffer): Promise<Re
     const drops0 = Array.from({ length: N }, (_, k) => rcvbufErrors(lab, k + 1));
     const t0 = performance.now();
     const tx = spawnIn(lab, 0, process.execPath, [BIN, 'mcast', 'send', 'bench', '--interface', 'eth0', '--store', store, '--min-receivers', String(N),
-      '--rate', `${rateMbit * pace}m`, '--mtu', String(mtu), '--json'], LIMIT_S);
+      '--rate', `${rateMbit * pace}m`, '--mtu', String(mtu), '--json', ...(a.nice !== undefined ? [`--nice=${a.nice}`] : [])], LIMIT_S);
     const ends: number[] = [];
     const outs = await Promise.all(rx.map((p, k) => p.then((o) => { ends[k] = (performance.now() - t0) / 1000; return o; })));
     const reports = outs.map((o) => JSON.parse(o.stdout.trim().split('\n').pop() as string) as { times: Record<string, number>; dataPackets: number; duplicates: number; parityUsed: number; parityUnused: number; rebuilt: number; viaUnicast: number; waited?: number; discarded?: number; io: string; ring?: Record<string, number>; threadCpu?: Record<string, number> });
