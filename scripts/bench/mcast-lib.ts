@@ -45,7 +45,7 @@ export function spawnIn(lab: Lab, i: number, cmd: string, args: string[], limitS
   child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
   const done = new Promise<{ stdout: string; stderr: string; cpu: number }>((res, rej) => {
     const t = setTimeout(() => { killGroup(pgid); rej(new Error(`${cmd} in host ${i} took longer than ${limitS} s`)); }, limitS * 1000);
-    child.on('exit', (code) => {
+    child.on('close', (code) => { // after stdout's last bytes, unlike 'exit'
       clearTimeout(t);
       running.delete(pgid);
       const m = /rc-cpu ([\d.]+) ([\d.]+)\s*$/.exec(stderr);

@@ -14,7 +14,9 @@ export function run(lab: Lab, host: number, args: string[]): Run {
   child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
   const done = new Promise<{ code: number | null; json: Record<string, unknown> | undefined; stderr: string }>((res) => {
-    child.on('exit', (code) => {
+    // 'close', not 'exit': `mcast` exits right after writing its report, and 'exit' can come
+    // before the last of stdout has been read from the pipe (seen once in the full suite)
+    child.on('close', (code) => {
       let json: Record<string, unknown> | undefined;
       try { json = JSON.parse(out.trim().split('\n').pop() ?? ''); } catch { json = undefined; }
       res({ code, json, stderr: err });
