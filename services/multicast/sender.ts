@@ -740,8 +740,7 @@ export class MulticastSender extends EventEmitter {
    * and after STRIKES windows running are moved to unicast so they stop holding the others back.
    * Otherwise creep back up to the maximum, 3% a window (~12% a second), but only 1% a window
    * past the rate the overrun receivers took in at the last cut (their link, probed gently) for
-   * CEILING_MS after it. A
-   * receiver that alone sets the rate is cut below a 90% share, not 80%.
+   * CEILING_MS after it. A receiver that alone sets the rate is cut below a 90% share, not 80%.
    */
   #prev = new Map<number, { drops: number; nacked: number; rx?: { received: number; sentAt: number }; share?: number; shareAt?: number }>();
   #prevPackets = 0;
@@ -765,7 +764,7 @@ export class MulticastSender extends EventEmitter {
       this.#prev.set(r.id, { drops: r.drops, nacked: r.nackedFrags, rx: fresh || !p.rx ? r.rx : p.rx, ...(share !== undefined ? { share, shareAt } : {}) });
       // Losing more than wire loss explains: under 80% of what was sent arrived (from its counts),
       // or, without counts, it NACKed over a third of it. NACKs alone overstate a slow receiver's
-      // loss (it NACKs what is still missing again every 120 ms) and drove the rate to its floor.
+      // loss (it NACKs what is still missing again and again) and drove the rate to its floor.
       // (a receiver that sends counts is judged by them alone: right after a cut there is no
       // share yet, and its NACKs for what is still missing would cut again)
       // A receiver that alone sets the rate (the only one, or the last one left, lagging) is cut
