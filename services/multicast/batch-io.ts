@@ -73,6 +73,8 @@ export interface GroupReceiver {
   membership(add: boolean): void;
   /** native: datagrams, batches, waits for a full ring, truncated datagrams */
   stats(): Record<string, number>;
+  /** native: datagrams the receive thread has taken off the socket that JS has not handled yet (0 for node:dgram) */
+  pending(): number;
   close(): Promise<void>;
 }
 
@@ -94,7 +96,9 @@ export async function openGroupReceiver(o: ReceiverIoOptions, onDatagram: Datagr
     let lens: Uint32Array | undefined;
     let addrs: Uint32Array | undefined;
     let size = 0;
+    let handled = 0;
     const r = native('multicast receive socket', () => b.rxOpen({ group: o.group, port: o.port, iface: o.iface, rcvbuf: o.rcvbuf, slots, slotSize: SLOT_SIZE, coalesceUs: o.coalesceUs ?? 500 }, (first, count) => {
+      handled += count;
       for (let k = 0, s = first; k < count; k++, s = s + 1 === slots ? 0 : s + 1) {
         const len = (lens as Uint32Array)[s] as number;
         if (len > size) { onTruncated(); continue; }
@@ -114,6 +118,7 @@ export async function openGroupReceiver(o: ReceiverIoOptions, onDatagram: Datagr
       kind: 'native', rcvbuf: r.rcvbuf,
       membership: (add) => { if (!closed) native('multicast membership', () => b.rxMembership(r.handle, add, o.group, o.iface)); },
       stats: () => final ?? b.rxStats(r.handle),
+      pending: () => (closed ? 0 : Math.max(0, b.rxStats(r.handle).datagrams - handled)),
       close: async () => { if (!closed) { closed = true; final = b.rxStats(r.handle); b.rxClose(r.handle); } },
     };
   }
@@ -127,6 +132,7 @@ export async function openGroupReceiver(o: ReceiverIoOptions, onDatagram: Datagr
     kind: 'dgram', rcvbuf: s.getRecvBufferSize(),
     membership: (add) => { if (!closed) { if (add) s.addMembership(o.group, o.iface); else s.dropMembership(o.group, o.iface); } },
     stats: () => ({}),
+    pending: () => 0,
     close: () => (closed ? Promise.resolve() : new Promise<void>((r) => { closed = true; s.close(() => r()); })),
   };
 }

@@ -35,10 +35,11 @@ export const RECEIVER_DEFAULTS = {
   // A chunk NACKed before is NACKed again once the sender has served that NACK (a repair for it
   // came and ended: the next datagram was another chunk's) and renackMs have passed; if no
   // repair comes (the NACK was lost, or the sender still has a long queue: a slow link), after
-  // renackMaxMs. Asking again while the repair is still on its way made the sender send it twice
-  // (a receiver on a 4 MiB/s link got ~9,800 duplicates in a 45 MB session).
+  // renackMaxMs, and only when no datagrams wait in the receive ring. Asking again while the
+  // repair is still on its way made the sender send it twice (a receiver on a 4 MiB/s link got
+  // ~9,800 duplicates in a 45 MB session).
   renackMs: 120,
-  renackMaxMs: 1000,
+  renackMaxMs: 2000,
   // on hearing the sender idle (everything sent, every NACK it had served): NACK again what is
   // still missing unless it was NACKed this recently (the ANNOUNCE may have crossed our NACK)
   idleRenackMs: 10,
@@ -572,13 +573,17 @@ export class MulticastReceiver {
     const now = performance.now();
     const entries: NackEntry[] = [];
     const limit = MAX_NACK_ENTRIES * 8;
+    const behind = !afterIdle && (this.#data?.pending() ?? 0) > 0;
     for (let i = 0; i < Math.min(this.#frontier, this.#table.length) && entries.length < limit; i++) {
       if (this.#have.has(i) || this.#busy.has(i) || this.#waiting.has(i)) continue;
       const last = this.#lastNack[i] as number;
       if (last > 0) {
         const since = now - last;
         // an idle sender has served every NACK it got: what is still missing was lost
-        if (since < hold || (!afterIdle && this.#served[i] !== 2 && since < this.o.renackMaxMs)) continue;
+        // (while a repair is arriving (1) it is not asked for again: its burst ends with another
+        // chunk's datagram or the sender's idle ANNOUNCE, whichever comes; and with nothing come
+        // for it (0), not while datagrams wait in our ring: the repair may be among them)
+        if (since < hold || (!afterIdle && (this.#served[i] === 1 || (this.#served[i] === 0 && (since < this.o.renackMaxMs || behind))))) continue;
       }
       this.#served[i] = 0;
       const a = this.#partial.get(i);

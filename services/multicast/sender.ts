@@ -650,7 +650,15 @@ export class MulticastSender extends EventEmitter {
 
   #queueRepair(index: number, first: number, count: number, r: ReceiverState, afterIdle = false): void {
     if (index >= this.#chunks.length) { this.stats.malformed++; return; }
-    const queue = r.lagging ? this.#lagRepairs : this.#repairs;
+    // One entry per chunk across both queues, or a chunk asked for while its receiver lagged and
+    // again after went out twice: a chunk the group's queue holds takes a lagging receiver's
+    // NACK too, and one waiting behind the pass moves up when a receiver that keeps up asks.
+    let queue = r.lagging ? this.#lagRepairs : this.#repairs;
+    if (queue === this.#lagRepairs && this.#repairs.has(index)) queue = this.#repairs;
+    else if (queue === this.#repairs) {
+      const waiting = this.#lagRepairs.get(index);
+      if (waiting) { this.#lagRepairs.delete(index); this.#repairs.set(index, waiting); }
+    }
     const n = this.#fragCount(index);
     const cur = queue.get(index);
     if (cur && afterIdle) cur.lost = true;
