@@ -98,7 +98,7 @@ export async function serve(c: ServeConfig, log: Logger, clock: Clock = systemCl
   const closers: (() => Promise<void>)[] = [async () => store.close()];
   const prio = raisePriority(c.mcastNice ?? SERVE_DEFAULTS.mcastNice);
   closers.push(async () => prio.restore());
-  (prio.errors.length ? log.warn : log.info).call(log, { nice: prio.nice, autogroup: prio.autogroup?.nice ?? null, ...(prio.errors.length ? { errors: prio.errors } : {}) }, 'scheduling priority (multicast pacing)');
+  (prio.errors.length ? log.warn : log.info).call(log, prio.summary(), 'scheduling priority (multicast pacing)');
   const close = async (): Promise<void> => { for (const f of closers.splice(0).reverse()) await f().catch(() => undefined); };
   try {
     // deploy sessions start by the task's start rule (the engine decides; see docs/control-plane.md)

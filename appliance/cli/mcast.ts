@@ -91,7 +91,7 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     if (!Number.isInteger(nice)) throw new RackcastError('RC_ERR_USAGE', '--nice must be an integer from -20 to 19');
     const http = await serveImages(store, address, num(v['http-port'], 'http-port', 0, 65535) ?? (common.port ?? SENDER_DEFAULTS.port) + 1);
     const prio = raisePriority(nice);
-    if (!v.json) (prio.errors.length ? log.warn : log.info)({ nice: prio.nice, autogroup: prio.autogroup?.nice ?? null, ...(prio.errors.length ? { errors: prio.errors } : {}) }, 'sender priority');
+    if (!v.json) (prio.errors.length ? log.warn : log.info)(prio.summary(), 'sender priority');
     const sender = new MulticastSender({
       store, image: name, interfaceAddress: address, httpUrl: `${http.url}/images/${name}`, ...common,
       ...(v.rate ? { rateMbit: parseRate(v.rate) } : {}),
@@ -114,7 +114,7 @@ export async function mcastCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     try {
       const r = await sender.run();
       bar.done();
-      if (v.json) process.stdout.write(JSON.stringify({ ...r, priority: { nice: prio.nice, autogroup: prio.autogroup?.nice ?? null, errors: prio.errors } }) + '\n');
+      if (v.json) process.stdout.write(JSON.stringify({ ...r, priority: prio.summary() }) + '\n');
       else {
         process.stdout.write(`session ${r.session.toString(16)} ${r.reason}: ${r.image} to ${r.receivers.length} receiver(s) in ${r.seconds.toFixed(1)} s; ` +
           `${fmtBytes(r.bytesSent)} sent for ${fmtBytes(r.frameBytes)} of chunks (${r.extraBytesPct.toFixed(1)}% extra); final rate ${r.finalRateMbit.toFixed(0)} Mbit/s\n`);

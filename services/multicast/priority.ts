@@ -20,6 +20,8 @@ export interface Priority {
   autogroup: { nice: number; was: number } | null;
   /** why a step was not taken (not root, …) */
   errors: string[];
+  /** what a log line or a report says: the nice values now, and any errors */
+  summary(): { nice: number; autogroup: number | null; errors: string[] };
   /** put back what was changed */
   restore(): void;
 }
@@ -51,6 +53,7 @@ export function raisePriority(nice: number, autogroupPath = AUTOGROUP): Priority
   let restored = false;
   return {
     nice: now, was, autogroup, errors,
+    summary: () => ({ nice: now, autogroup: autogroup?.nice ?? null, errors }),
     restore(): void {
       if (restored) return;
       restored = true;

@@ -392,7 +392,7 @@ export class MulticastReceiver {
       // Verification and the disk are behind. The frame is here: keep it until there is room
       // (within the memory partial chunks may use), rather than drop it and have it sent to the
       // whole group again (3-receiver lab at 300 Mbit/s on two cores: up to 11 chunks dropped
-      // per receiver, 20–64% of the image sent again).
+      // per receiver, 23–43% of the image sent again).
       const bytes = a.reserved;
       if (this.#partialBytes + bytes > this.o.maxPartialBytes) { a.discard(); this.stats.discarded++; return; } // NACKed later
       this.#waiting.set(a.index, { frame: a.assemble(), frameLength: a.frameLength, bytes });
@@ -568,6 +568,20 @@ export class MulticastReceiver {
     }
   }
 
+  /** Whether chunk i, still missing something, may be NACKed now (RECEIVER_DEFAULTS.renackMs). */
+  #mayNack(i: number, now: number, hold: number, afterIdle: boolean, behind: boolean): boolean {
+    const last = this.#lastNack[i] as number;
+    if (last === 0) return true; // never asked for
+    const since = now - last;
+    if (since < hold) return false;
+    if (afterIdle) return true; // an idle sender has served every NACK it got: what is missing was lost
+    const served = this.#served[i];
+    if (served === 2) return true; // its repair came and ended
+    // a repair arriving (1) ends with another chunk's datagram or the idle ANNOUNCE; with nothing
+    // come for it (0), ask again after renackMaxMs, but not while datagrams wait in our ring
+    return served === 0 && since >= this.o.renackMaxMs && !behind;
+  }
+
   #nack(hold = this.o.renackMs, afterIdle = false): void {
     if (this.#mode !== 'multicast' || !this.#have || !this.#sender || this.#session === undefined || this.#deltaState === DELTA.COMPARING) return;
     const now = performance.now();
@@ -575,16 +589,7 @@ export class MulticastReceiver {
     const limit = MAX_NACK_ENTRIES * 8;
     const behind = !afterIdle && (this.#data?.pending() ?? 0) > 0;
     for (let i = 0; i < Math.min(this.#frontier, this.#table.length) && entries.length < limit; i++) {
-      if (this.#have.has(i) || this.#busy.has(i) || this.#waiting.has(i)) continue;
-      const last = this.#lastNack[i] as number;
-      if (last > 0) {
-        const since = now - last;
-        // an idle sender has served every NACK it got: what is still missing was lost
-        // (while a repair is arriving (1) it is not asked for again: its burst ends with another
-        // chunk's datagram or the sender's idle ANNOUNCE, whichever comes; and with nothing come
-        // for it (0), not while datagrams wait in our ring: the repair may be among them)
-        if (since < hold || (!afterIdle && (this.#served[i] === 1 || (this.#served[i] === 0 && (since < this.o.renackMaxMs || behind))))) continue;
-      }
+      if (this.#have.has(i) || this.#busy.has(i) || this.#waiting.has(i) || !this.#mayNack(i, now, hold, afterIdle, behind)) continue;
       this.#served[i] = 0;
       const a = this.#partial.get(i);
       if (a) for (const [first, count] of a.gaps(4 * MAX_NACK_ENTRIES)) entries.push({ index: i, first, count });

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { ImageStore, captureImage } from '../../../services/image/index.ts';
 import { Lab, canMakeLab } from '../../../scripts/lab/netns.ts';
 import { prng } from '../../helpers/disks.ts';
-import { send, receive, sleep } from './session.ts';
+import { send, receive, sleep, type Run } from './session.ts';
 
 const ok = canMakeLab();
 const d = ok ? describe : describe.skip;
@@ -39,18 +39,28 @@ function same(path: string): boolean {
   return readFileSync(path).equals(disk);
 }
 
+type Done = Awaited<Run['done']>;
+/**
+ * Send 'rack' from host 0 to hosts 1…n of `lab` (one list of extra arguments per receiver), wait
+ * for every process, and require each to exit 0 and each target `out-<tag>-<host>.img` to be
+ * bit-exact.
+ */
+async function transfer(l: Lab, tag: string, sendArgs: string[], receiveArgs: string[][]): Promise<{ sr: Done; rr: Done[] }> {
+  const s = send(l, store, 'rack', ['--min-receivers', String(receiveArgs.length), ...sendArgs]);
+  const r = receiveArgs.map((extra, k) => receive(l, k + 1, join(work, `out-${tag}-${k + 1}.img`), extra));
+  const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
+  expect(sr.code).toBe(0);
+  for (const x of rr) expect(x.code).toBe(0);
+  for (let k = 1; k <= receiveArgs.length; k++) expect(same(join(work, `out-${tag}-${k}.img`))).toBe(true);
+  return { sr, rr };
+}
+
 d('multicast transfer', () => {
   it.each([[0], [10], [50]])('loss %i‰ on one receiver: both receivers bit-exact', async (permille) => {
     lab = new Lab({ hosts: 3 });
     if (permille) lab.loss(2, permille);
-    const s = send(lab, store, 'rack', ['--min-receivers', '2']);
-    const r = [1, 2].map((h) => receive(lab as Lab, h, join(work, `out-${permille}-${h}.img`)));
-    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
-    expect(sr?.code).toBe(0);
+    const { sr, rr } = await transfer(lab, String(permille), [], [[], []]);
     expect(sr?.json?.reason).toBe('complete');
-    for (const x of rr) expect(x.code).toBe(0);
-    expect(same(join(work, `out-${permille}-1.img`))).toBe(true);
-    expect(same(join(work, `out-${permille}-2.img`))).toBe(true);
     if (permille) expect(Number(sr?.json?.repairPackets)).toBeGreaterThan(0);
     // the default (--io auto) is the rcudp addon at both ends
     expect(sr?.json?.io).toBe('native');
@@ -107,13 +117,7 @@ d('multicast transfer', () => {
     lab = new Lab({ hosts: 3 });
     lab.duplicate(2, 200);
     lab.loss(2, 10);
-    const s = send(lab, store, 'rack', ['--min-receivers', '2']);
-    const r = [1, 2].map((h) => receive(lab as Lab, h, join(work, `out-dup-${h}.img`)));
-    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
-    expect(sr?.code).toBe(0);
-    for (const x of rr) expect(x.code).toBe(0);
-    expect(same(join(work, 'out-dup-1.img'))).toBe(true);
-    expect(same(join(work, 'out-dup-2.img'))).toBe(true);
+    const { sr, rr } = await transfer(lab, 'dup', [], [[], []]);
     // ~20% of the session's datagrams arrived twice at receiver 2 (DATA and PARITY: 'duplicates')
     const pass = Number(sr?.json?.packetsSent) - Number(sr?.json?.repairPackets);
     expect(Number(rr[1]?.json?.duplicates)).toBeGreaterThan(0.1 * pass);
@@ -123,13 +127,7 @@ d('multicast transfer', () => {
 
   it('a receiver whose verification falls behind (--backlog 1) keeps the chunks that arrive meanwhile: bit-exact, none sent again whole', async () => {
     lab = new Lab({ hosts: 3 });
-    const s = send(lab, store, 'rack', ['--min-receivers', '2', '--rate', '400m']);
-    const r = [receive(lab, 1, join(work, 'out-backlog-1.img'), ['--backlog', '1']), receive(lab, 2, join(work, 'out-backlog-2.img'))];
-    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
-    expect(sr?.code).toBe(0);
-    for (const x of rr) expect(x.code).toBe(0);
-    expect(same(join(work, 'out-backlog-1.img'))).toBe(true);
-    expect(same(join(work, 'out-backlog-2.img'))).toBe(true);
+    const { sr, rr } = await transfer(lab, 'backlog', ['--rate', '400m'], [['--backlog', '1'], []]);
     // complete frames waited for their turn instead of being dropped and NACKed whole
     expect(Number(rr[0]?.json?.waited)).toBeGreaterThan(0);
     expect(rr[0]?.json?.discarded).toBe(0);
@@ -140,27 +138,17 @@ d('multicast transfer', () => {
     lab = new Lab({ hosts: 3 });
     lab.loss(1, 50);
     lab.loss(2, 50);
-    const s = send(lab, store, 'rack', ['--min-receivers', '2']);
-    const r = [1, 2].map((h) => receive(lab as Lab, h, join(work, `out-fec-${h}.img`)));
-    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
-    expect(sr?.code).toBe(0);
+    const { sr, rr } = await transfer(lab, 'fec', [], [[], []]);
     expect(Number(sr?.json?.parityPackets)).toBeGreaterThan(0);
     // parities replaced more fragments than were sent in their place
     expect(Number(sr?.json?.codedFragments)).toBeGreaterThan(Number(sr?.json?.parityPackets));
-    for (const x of rr) { expect(x.code).toBe(0); expect(Number(x.json?.rebuilt)).toBeGreaterThan(0); }
-    expect(same(join(work, 'out-fec-1.img'))).toBe(true);
-    expect(same(join(work, 'out-fec-2.img'))).toBe(true);
+    for (const x of rr) expect(Number(x.json?.rebuilt)).toBeGreaterThan(0);
   });
 
   it('one of three receivers on a link at a third of the rate: all bit-exact, and the slow one is sent little twice', async () => {
     lab = new Lab({ hosts: 4 });
     lab.rateLimit(3, 30);
-    const s = send(lab, store, 'rack', ['--min-receivers', '3', '--rate', '90m']);
-    const r = [1, 2, 3].map((h) => receive(lab as Lab, h, join(work, `out-slow-${h}.img`)));
-    const [sr, ...rr] = await Promise.all([s.done, ...r.map((x) => x.done)]);
-    expect(sr?.code).toBe(0);
-    for (const x of rr) expect(x.code).toBe(0);
-    for (const h of [1, 2, 3]) expect(same(join(work, `out-slow-${h}.img`))).toBe(true);
+    const { sr, rr } = await transfer(lab, 'slow', ['--rate', '90m'], [[], [], []]);
     // it NACKs a chunk again only once the repair for it has come, and the sender keeps one
     // repair entry per chunk: asking again while the repair was still queued or on its way got
     // it sent twice (here 8–41% of the first pass's datagrams arrived twice at the slow receiver

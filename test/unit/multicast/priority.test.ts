@@ -31,6 +31,7 @@ describe('raisePriority', () => {
     expect(r.nice).toBe(cur);
     expect(r.autogroup).toEqual({ nice: cur, was: 5 });
     expect(readFileSync(p, 'utf8')).toBe(String(cur));
+    expect(r.summary()).toEqual({ nice: cur, autogroup: cur, errors: [] });
     r.restore();
     expect(readFileSync(p, 'utf8')).toBe('5');
     writeFileSync(p, 'changed');
